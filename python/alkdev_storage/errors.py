@@ -1,0 +1,368 @@
+"""The exception hierarchy of alkdev-storage (PEP 249 names).
+
+Every exception raised by the package derives from :class:`Error` (or
+:class:`Warning`). Errors that come from SQLite carry its result code:
+
+>>> import alkdev_storage as alk, tempfile, os
+>>> db = alk.connect(os.path.join(tempfile.mkdtemp(), "app.db"))
+>>> _ = db.execute("CREATE TABLE t(x UNIQUE)")
+>>> _ = db.execute("INSERT INTO t VALUES (1)")
+>>> try:
+...     db.execute("INSERT INTO t VALUES (1)")
+... except alk.ConstraintError as e:
+...     print(e.sqlite_errorname, e.sqlite_errorcode)
+SQLITE_CONSTRAINT_UNIQUE 2067
+
+The tree::
+
+    Warning
+    Error
+    ├── InterfaceError
+    └── DatabaseError
+        ├── DataError
+        │   └── ParameterOverflowError (also OverflowError)
+        ├── OperationalError
+        │   ├── BusyError, LockedError, ReadOnlyError, CantOpenError,
+        │   ├── DiskIOError, FullError, InterruptError, SchemaChangedError
+        ├── IntegrityError
+        │   └── ConstraintError
+        ├── InternalError
+        ├── NotADatabaseError, CorruptError
+        ├── ProgrammingError
+        │   ├── ParameterTypeError (also TypeError)
+        │   ├── ParameterCountError
+        │   ├── DatabaseClosedError
+        │   ├── TransactionClosedError
+        │   └── NestedTransactionError
+        └── NotSupportedError
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BusyError",
+    "CantOpenError",
+    "ConstraintError",
+    "CorruptError",
+    "DataError",
+    "DatabaseClosedError",
+    "DatabaseError",
+    "DiskIOError",
+    "Error",
+    "FullError",
+    "IntegrityError",
+    "InterfaceError",
+    "InternalError",
+    "InterruptError",
+    "LockedError",
+    "NestedTransactionError",
+    "NotADatabaseError",
+    "NotSupportedError",
+    "OperationalError",
+    "ParameterCountError",
+    "ParameterOverflowError",
+    "ParameterTypeError",
+    "ProgrammingError",
+    "ReadOnlyError",
+    "SchemaChangedError",
+    "TransactionClosedError",
+    "Warning",
+    "sqlite_error_name",
+]
+
+
+class Warning(Exception):  # noqa: A001 - the PEP 249 name
+    """PEP 249 ``Warning``: an important warning, not raised as an error."""
+
+
+class Error(Exception):
+    """Base of every error the package raises.
+
+    ``sqlite_errorcode`` is SQLite's extended result code (``None`` for errors
+    that did not come from SQLite) and ``sqlite_errorname`` its symbolic name,
+    e.g. ``SQLITE_CONSTRAINT_UNIQUE``.
+    """
+
+    sqlite_errorcode: int | None = None
+    sqlite_errorname: str | None = None
+
+
+class InterfaceError(Error):
+    """The package itself was misused rather than the database."""
+
+
+class DatabaseError(Error):
+    """An error related to the database."""
+
+
+class DataError(DatabaseError):
+    """A value could not be stored or read as it is: out of range, or TEXT
+    that is not valid UTF-8. Fix the value or read the column as a BLOB."""
+
+
+class ParameterOverflowError(DataError, OverflowError):
+    """An int parameter does not fit SQLite's signed 64-bit INTEGER.
+    Store such numbers as TEXT."""
+
+
+class OperationalError(DatabaseError):
+    """The database could not carry out the operation for a reason outside
+    the caller's SQL: locks, I/O, permissions, a file that cannot be opened."""
+
+
+class BusyError(OperationalError):
+    """Another connection held the write lock for longer than
+    ``busy_timeout_ms``. Retry, or raise the timeout."""
+
+
+class LockedError(OperationalError):
+    """A table is locked by another statement of the same connection."""
+
+
+class ReadOnlyError(OperationalError):
+    """A write was attempted on a database opened with ``readonly=True`` (or a
+    file the process may not write)."""
+
+
+class CantOpenError(OperationalError):
+    """The file could not be opened: a directory, a missing parent folder,
+    or no permission."""
+
+
+class DiskIOError(OperationalError):
+    """The operating system reported an I/O error."""
+
+
+class FullError(OperationalError):
+    """The disk is full."""
+
+
+class InterruptError(OperationalError):
+    """The operation was interrupted."""
+
+
+class SchemaChangedError(OperationalError):
+    """The schema changed under a prepared statement and it could not be
+    re-prepared."""
+
+
+class IntegrityError(DatabaseError):
+    """Relational integrity would be violated."""
+
+
+class ConstraintError(IntegrityError):
+    """A UNIQUE, NOT NULL, CHECK, FOREIGN KEY or PRIMARY KEY constraint
+    failed; ``sqlite_errorname`` says which kind."""
+
+
+class InternalError(DatabaseError):
+    """SQLite reported an internal error."""
+
+
+class NotADatabaseError(DatabaseError):
+    """The file is not an SQLite database (or is encrypted)."""
+
+
+class CorruptError(DatabaseError):
+    """The database file is malformed. Restore it from a backup."""
+
+
+class ProgrammingError(DatabaseError):
+    """The caller's SQL or use of the API is wrong: a syntax error, a missing
+    table, a wrong number of parameters, using a closed object."""
+
+
+class ParameterTypeError(ProgrammingError, TypeError):
+    """A parameter's Python type has no SQLite equivalent. Use None, int,
+    float, str, bytes (or bytearray/memoryview) or bool."""
+
+
+class ParameterCountError(ProgrammingError):
+    """The parameters given do not match the statement's placeholders."""
+
+
+class DatabaseClosedError(ProgrammingError):
+    """The database was closed; open it again with ``connect()``."""
+
+
+class TransactionClosedError(ProgrammingError):
+    """The transaction was already committed or rolled back; start a new one."""
+
+
+class NestedTransactionError(ProgrammingError):
+    """This thread already holds the database's writer through an open
+    transaction. Run the statement through that transaction, or nest with
+    ``tx.savepoint()``."""
+
+
+class NotSupportedError(DatabaseError):
+    """The request is not supported, e.g. an in-memory database."""
+
+
+_PRIMARY_NAMES = {
+    1: "SQLITE_ERROR",
+    2: "SQLITE_INTERNAL",
+    3: "SQLITE_PERM",
+    4: "SQLITE_ABORT",
+    5: "SQLITE_BUSY",
+    6: "SQLITE_LOCKED",
+    7: "SQLITE_NOMEM",
+    8: "SQLITE_READONLY",
+    9: "SQLITE_INTERRUPT",
+    10: "SQLITE_IOERR",
+    11: "SQLITE_CORRUPT",
+    12: "SQLITE_NOTFOUND",
+    13: "SQLITE_FULL",
+    14: "SQLITE_CANTOPEN",
+    15: "SQLITE_PROTOCOL",
+    16: "SQLITE_EMPTY",
+    17: "SQLITE_SCHEMA",
+    18: "SQLITE_TOOBIG",
+    19: "SQLITE_CONSTRAINT",
+    20: "SQLITE_MISMATCH",
+    21: "SQLITE_MISUSE",
+    22: "SQLITE_NOLFS",
+    23: "SQLITE_AUTH",
+    24: "SQLITE_FORMAT",
+    25: "SQLITE_RANGE",
+    26: "SQLITE_NOTADB",
+    27: "SQLITE_NOTICE",
+    28: "SQLITE_WARNING",
+}
+
+# Extended result codes, from sqlite3.h.
+_EXTENDED_NAMES = {
+    257: "SQLITE_ERROR_MISSING_COLLSEQ",
+    513: "SQLITE_ERROR_RETRY",
+    769: "SQLITE_ERROR_SNAPSHOT",
+    266: "SQLITE_IOERR_READ",
+    522: "SQLITE_IOERR_SHORT_READ",
+    778: "SQLITE_IOERR_WRITE",
+    1034: "SQLITE_IOERR_FSYNC",
+    1290: "SQLITE_IOERR_DIR_FSYNC",
+    1546: "SQLITE_IOERR_TRUNCATE",
+    1802: "SQLITE_IOERR_FSTAT",
+    2058: "SQLITE_IOERR_UNLOCK",
+    2314: "SQLITE_IOERR_RDLOCK",
+    2570: "SQLITE_IOERR_DELETE",
+    3082: "SQLITE_IOERR_NOMEM",
+    3338: "SQLITE_IOERR_ACCESS",
+    3594: "SQLITE_IOERR_CHECKRESERVEDLOCK",
+    3850: "SQLITE_IOERR_LOCK",
+    4106: "SQLITE_IOERR_CLOSE",
+    4618: "SQLITE_IOERR_SHMOPEN",
+    4874: "SQLITE_IOERR_SHMSIZE",
+    5130: "SQLITE_IOERR_SHMLOCK",
+    5386: "SQLITE_IOERR_SHMMAP",
+    5642: "SQLITE_IOERR_SEEK",
+    5898: "SQLITE_IOERR_DELETE_NOENT",
+    6154: "SQLITE_IOERR_MMAP",
+    6410: "SQLITE_IOERR_GETTEMPPATH",
+    6666: "SQLITE_IOERR_CONVPATH",
+    6922: "SQLITE_IOERR_VNODE",
+    7178: "SQLITE_IOERR_AUTH",
+    7434: "SQLITE_IOERR_BEGIN_ATOMIC",
+    7690: "SQLITE_IOERR_COMMIT_ATOMIC",
+    7946: "SQLITE_IOERR_ROLLBACK_ATOMIC",
+    8202: "SQLITE_IOERR_DATA",
+    8458: "SQLITE_IOERR_CORRUPTFS",
+    262: "SQLITE_LOCKED_SHAREDCACHE",
+    518: "SQLITE_LOCKED_VTAB",
+    261: "SQLITE_BUSY_RECOVERY",
+    517: "SQLITE_BUSY_SNAPSHOT",
+    773: "SQLITE_BUSY_TIMEOUT",
+    270: "SQLITE_CANTOPEN_NOTEMPDIR",
+    526: "SQLITE_CANTOPEN_ISDIR",
+    782: "SQLITE_CANTOPEN_FULLPATH",
+    1038: "SQLITE_CANTOPEN_CONVPATH",
+    1294: "SQLITE_CANTOPEN_DIRTYWAL",
+    1550: "SQLITE_CANTOPEN_SYMLINK",
+    267: "SQLITE_CORRUPT_VTAB",
+    523: "SQLITE_CORRUPT_SEQUENCE",
+    779: "SQLITE_CORRUPT_INDEX",
+    264: "SQLITE_READONLY_RECOVERY",
+    520: "SQLITE_READONLY_CANTLOCK",
+    776: "SQLITE_READONLY_ROLLBACK",
+    1032: "SQLITE_READONLY_DBMOVED",
+    1288: "SQLITE_READONLY_CANTINIT",
+    1544: "SQLITE_READONLY_DIRECTORY",
+    516: "SQLITE_ABORT_ROLLBACK",
+    275: "SQLITE_CONSTRAINT_CHECK",
+    531: "SQLITE_CONSTRAINT_COMMITHOOK",
+    787: "SQLITE_CONSTRAINT_FOREIGNKEY",
+    1043: "SQLITE_CONSTRAINT_FUNCTION",
+    1299: "SQLITE_CONSTRAINT_NOTNULL",
+    1555: "SQLITE_CONSTRAINT_PRIMARYKEY",
+    1811: "SQLITE_CONSTRAINT_TRIGGER",
+    2067: "SQLITE_CONSTRAINT_UNIQUE",
+    2323: "SQLITE_CONSTRAINT_VTAB",
+    2579: "SQLITE_CONSTRAINT_ROWID",
+    2835: "SQLITE_CONSTRAINT_PINNED",
+    3091: "SQLITE_CONSTRAINT_DATATYPE",
+    283: "SQLITE_NOTICE_RECOVER_WAL",
+    539: "SQLITE_NOTICE_RECOVER_ROLLBACK",
+    284: "SQLITE_WARNING_AUTOINDEX",
+    279: "SQLITE_AUTH_USER",
+}
+
+_CLASS_BY_PRIMARY: dict[int, type[Error]] = {
+    2: InternalError,
+    3: OperationalError,
+    4: OperationalError,
+    5: BusyError,
+    6: LockedError,
+    7: OperationalError,
+    8: ReadOnlyError,
+    9: InterruptError,
+    10: DiskIOError,
+    11: CorruptError,
+    12: OperationalError,
+    13: FullError,
+    14: CantOpenError,
+    15: OperationalError,
+    16: OperationalError,
+    17: SchemaChangedError,
+    18: DataError,
+    19: ConstraintError,
+    20: IntegrityError,
+    21: ProgrammingError,
+    22: OperationalError,
+    23: OperationalError,
+    24: OperationalError,
+    25: ParameterCountError,
+    26: NotADatabaseError,
+}
+
+
+def sqlite_error_name(code: int) -> str:
+    """The symbolic name of an SQLite (extended) result code.
+
+    >>> sqlite_error_name(2067)
+    'SQLITE_CONSTRAINT_UNIQUE'
+    >>> sqlite_error_name(5)
+    'SQLITE_BUSY'
+    """
+    return _EXTENDED_NAMES.get(code) or _PRIMARY_NAMES.get(code & 0xFF, f"SQLITE_UNKNOWN_{code}")
+
+
+def _make_error(class_name: str, message: str, code: int | None) -> Error:
+    """Instantiate one of this module's classes by name (used by the native
+    core) with the SQLite code and name attached."""
+    cls = globals()[class_name]
+    exc: Error = cls(message)
+    if code is not None:
+        exc.sqlite_errorcode = code
+        exc.sqlite_errorname = sqlite_error_name(code)
+    return exc
+
+
+def _sqlite_error(code: int, message: str, while_preparing: bool) -> Error:
+    """Choose the class for an SQLite result code. A generic ``SQLITE_ERROR``
+    raised while compiling a statement is a mistake in the SQL
+    (``ProgrammingError``); raised while running, it is operational."""
+    primary = code & 0xFF
+    if primary == 1:
+        cls: type[Error] = ProgrammingError if while_preparing else OperationalError
+    else:
+        cls = _CLASS_BY_PRIMARY.get(primary, DatabaseError)
+    return _make_error(cls.__name__, message, code)

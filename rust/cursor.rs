@@ -1,0 +1,230 @@
+//! `RowIterator`: rows of a read-only query, streamed in batches.
+//!
+//! The iterator keeps one reader connection and one live statement for as
+//! long as rows remain, so a result set is never materialised whole. That
+//! needs a connection, a statement borrowing it and a row cursor borrowing
+//! the statement to live in one struct: [`Live`] keeps them behind raw
+//! pointers and its `Drop` tears them down in the only safe order (cursor,
+//! statement, connection), then returns the connection to the pool.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+use rusqlite::types::Value;
+use rusqlite::{CachedStatement, Connection, Rows};
+
+use crate::convert::Params;
+use crate::database::{row_dict, row_tuple, Core};
+use crate::detach::detached;
+use crate::errors::{Error, Result};
+use crate::exec;
+
+struct Live {
+    core: Arc<Core>,
+    /// Borrows `*stmt`. Always `Some` until drop.
+    rows: Option<Rows<'static>>,
+    /// Borrows `*conn`. Owned; freed in `Drop`.
+    stmt: *mut CachedStatement<'static>,
+    /// Owned; returned to the reader pool in `Drop`.
+    conn: *mut Connection,
+}
+
+// SAFETY: `Live` owns its connection outright (it was taken out of the pool)
+// and is only ever used behind `RowIterator`'s mutex, so no two threads touch
+// the connection, statement or cursor at once. rusqlite's `Connection` is
+// itself `Send`; the statement and cursor are `!Send` only because they
+// borrow it.
+unsafe impl Send for Live {}
+
+impl Live {
+    /// Prepare and bind on a reader. Returns the column names too.
+    fn start(core: Arc<Core>, sql: &str, params: &Params) -> Result<(Live, Vec<String>)> {
+        let conn = Box::into_raw(Box::new(core.acquire_reader()?));
+        // SAFETY: `conn` stays allocated until `Drop`, after the statement
+        // and cursor that borrow it are gone.
+        let conn_ref: &'static Connection = unsafe { &*conn };
+        let release = |core: &Core| {
+            // SAFETY: nothing borrows `conn` any more on this path.
+            let conn = unsafe { Box::from_raw(conn) };
+            core.release_reader(*conn);
+        };
+        let prepared = exec::prepare(conn_ref, &core.stats, sql).and_then(|mut stmt| {
+            if !stmt.readonly() {
+                return Err(Error::Programming(
+                    "iterate() streams read-only statements; use query() or execute() \
+                     for statements that write"
+                        .into(),
+                ));
+            }
+            exec::bind(&mut stmt, params)?;
+            Ok(stmt)
+        });
+        let stmt = match prepared {
+            Ok(stmt) => stmt,
+            Err(e) => {
+                release(&core);
+                return Err(e);
+            }
+        };
+        let columns = stmt.column_names().into_iter().map(String::from).collect();
+        let stmt = Box::into_raw(Box::new(stmt));
+        // SAFETY: `stmt` stays allocated until `Drop`, after the cursor.
+        let rows = unsafe { (*stmt).raw_query() };
+        Ok((
+            Live {
+                core,
+                rows: Some(rows),
+                stmt,
+                conn,
+            },
+            columns,
+        ))
+    }
+
+    /// Read up to `n` rows into `out`. Returns true once the rows are done.
+    fn fill(&mut self, n: usize, ncols: usize, out: &mut Vec<Value>) -> Result<bool> {
+        let rows = self.rows.as_mut().expect("cursor lives until drop");
+        for _ in 0..n {
+            match rows.next().map_err(Error::run)? {
+                Some(row) => exec::read_row(row, ncols, out)?,
+                None => return Ok(true),
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        drop(self.rows.take());
+        // SAFETY: both pointers came from `Box::into_raw` in `start` and are
+        // freed exactly once, here, statement before connection.
+        unsafe {
+            drop(Box::from_raw(self.stmt));
+            let conn = Box::from_raw(self.conn);
+            self.core.release_reader(*conn);
+        }
+    }
+}
+
+/// Iterator over the rows of `Database.iterate()`. Holds one reader until
+/// exhausted or closed; use it in a `with` block or call `close()` when
+/// stopping early.
+#[pyclass(frozen, module = "alkdev_storage._native", name = "RowIterator")]
+pub struct RowIterator {
+    live: Mutex<Option<Live>>,
+    columns: Vec<String>,
+    keys: Vec<Py<PyString>>,
+    as_dict: bool,
+    batch_size: usize,
+    buffer: Mutex<VecDeque<Py<PyAny>>>,
+}
+
+impl RowIterator {
+    pub fn start(
+        py: Python<'_>,
+        core: Arc<Core>,
+        sql: &str,
+        params: Params,
+        as_dict: bool,
+        batch_size: usize,
+    ) -> PyResult<Self> {
+        if batch_size == 0 {
+            return Err(Error::Programming("batch_size must be at least 1".into()).into());
+        }
+        let (live, columns) = detached(py, || Live::start(core, sql, &params))?;
+        let keys = if as_dict {
+            columns.iter().map(|c| PyString::new(py, c).unbind()).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(RowIterator {
+            live: Mutex::new(Some(live)),
+            columns,
+            keys,
+            as_dict,
+            batch_size,
+            buffer: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    fn refill(&self, py: Python<'_>) -> PyResult<()> {
+        let ncols = self.columns.len();
+        let batch = self.batch_size;
+        let values = detached(py, || -> Result<Vec<Value>> {
+            let mut live = self.live.lock();
+            let Some(cursor) = live.as_mut() else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::with_capacity(batch * ncols);
+            match cursor.fill(batch, ncols, &mut out) {
+                Ok(false) => {}
+                Ok(true) => *live = None,
+                Err(e) => {
+                    *live = None;
+                    return Err(e);
+                }
+            }
+            Ok(out)
+        })?;
+        if ncols == 0 {
+            return Ok(());
+        }
+        let keys: Vec<Bound<'_, PyString>> = self.keys.iter().map(|k| k.bind(py).clone()).collect();
+        let mut buffer = self.buffer.lock();
+        for row in values.chunks_exact(ncols) {
+            let obj = if self.as_dict {
+                row_dict(py, &keys, row)?
+            } else {
+                row_tuple(py, row)?
+            };
+            buffer.push_back(obj.unbind());
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl RowIterator {
+    /// Column names of the result.
+    #[getter]
+    fn columns(&self) -> Vec<String> {
+        self.columns.clone()
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if let Some(row) = self.buffer.lock().pop_front() {
+            return Ok(Some(row));
+        }
+        self.refill(py)?;
+        Ok(self.buffer.lock().pop_front())
+    }
+
+    /// Stop early and give the reader back. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        detached(py, || drop(self.live.lock().take()));
+        self.buffer.lock().clear();
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close(py);
+        false
+    }
+}

@@ -1,0 +1,611 @@
+//! `Database`: one file, one writer connection and a pool of readers.
+//!
+//! Invariants: the writer connection is held by at most one caller at a time
+//! (honker-core's `Writer` slot), and the thread holding it is recorded so a
+//! second, nested acquisition on the same thread is an error instead of a
+//! deadlock. Every reader is configured (busy timeout, statement cache,
+//! honker functions) exactly once before its first use. Reads outside a
+//! transaction go to a reader (a WAL snapshot); writes outside a transaction
+//! run on the writer as their own transaction.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use honker_core::{Readers, Writer};
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::convert::{to_params, to_py, Params};
+use crate::cursor::RowIterator;
+use crate::detach::{detached, detached_with, take_writer};
+use crate::errors::{Error, Result};
+use crate::exec::{self, Fetched, Outcome, Stats};
+use crate::transaction::Transaction;
+
+/// How many parameter sets `executemany` converts before running them: big
+/// enough to amortise releasing the GIL, small enough to bound memory when
+/// the caller passes a generator.
+const MANY_CHUNK: usize = 1024;
+
+pub struct Settings {
+    pub statement_cache: usize,
+    pub busy_timeout: Duration,
+}
+
+/// A small integer per OS thread, used to recognise the writer's holder.
+fn thread_token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    TOKEN.with(|t| *t)
+}
+
+pub struct Core {
+    pub path: PathBuf,
+    pub readonly: bool,
+    writer: Writer,
+    readers: Readers,
+    configured_readers: Mutex<HashSet<usize>>,
+    settings: Settings,
+    closed: AtomicBool,
+    writer_owner: AtomicU64,
+    pub stats: Stats,
+}
+
+impl Core {
+    pub fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn statement_cache(&self) -> usize {
+        self.settings.statement_cache
+    }
+
+    /// Take the writer for this thread. Fails instead of deadlocking when the
+    /// same thread already holds it.
+    pub fn acquire_writer(&self, py: Python<'_>) -> Result<WriterGuard<'_>> {
+        self.check_open()?;
+        let me = thread_token();
+        if self.writer_owner.load(Ordering::Acquire) == me {
+            return Err(Error::NestedTransaction);
+        }
+        let conn = take_writer(py, &self.writer).ok_or(Error::Closed)?;
+        self.writer_owner.store(me, Ordering::Release);
+        Ok(WriterGuard {
+            core: self,
+            conn: Some(conn),
+        })
+    }
+
+    pub fn release_writer(&self, conn: Connection) {
+        self.writer_owner.store(0, Ordering::Release);
+        self.writer.release(conn);
+    }
+
+    /// Take a configured reader. Call detached: it may wait for a free one.
+    pub fn acquire_reader(&self) -> Result<Connection> {
+        self.check_open()?;
+        let conn = self.readers.acquire().map_err(Error::from_pool)?;
+        // SAFETY: the handle is only used as an identity; honker-core keeps
+        // pooled connections alive until the pool closes, so a handle seen
+        // here cannot be reused by another connection while we remember it.
+        let key = unsafe { conn.handle() } as usize;
+        if !self.configured_readers.lock().contains(&key) {
+            if let Err(e) = self.configure(&conn) {
+                self.readers.release(conn);
+                return Err(e);
+            }
+            self.configured_readers.lock().insert(key);
+        }
+        Ok(conn)
+    }
+
+    pub fn release_reader(&self, conn: Connection) {
+        self.readers.release(conn);
+    }
+
+    fn configure(&self, conn: &Connection) -> Result<()> {
+        conn.busy_timeout(self.settings.busy_timeout)
+            .map_err(Error::run)?;
+        conn.set_prepared_statement_cache_capacity(self.settings.statement_cache);
+        honker_core::attach_honker_functions(conn).map_err(Error::run)
+    }
+
+    /// Run `work` on a reader; if it answers `None` (the statement writes),
+    /// run `fallback` on the writer instead.
+    fn read_or_write<T: Send>(
+        &self,
+        py: Python<'_>,
+        work: impl Fn(&Connection, bool) -> Result<Option<T>> + Send + Sync,
+    ) -> Result<T> {
+        let first = detached(py, || {
+            let conn = self.acquire_reader()?;
+            let out = work(&conn, true);
+            self.release_reader(conn);
+            out
+        })?;
+        if let Some(value) = first {
+            return Ok(value);
+        }
+        let writer = self.acquire_writer(py)?;
+        let (_writer, out) = detached_with(py, writer, |w| work(w, false));
+        out.map(|v| v.expect("a fetch on the writer always returns rows"))
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.writer.close();
+        self.readers.close();
+    }
+}
+
+/// The writer connection, held; returned to the slot when dropped.
+pub struct WriterGuard<'a> {
+    core: &'a Core,
+    conn: Option<Connection>,
+}
+
+impl WriterGuard<'_> {
+    /// Keep the connection past this guard (a transaction owns it now and
+    /// must call `Core::release_writer` itself).
+    pub fn into_inner(mut self) -> Connection {
+        self.conn.take().expect("guard holds its connection until dropped")
+    }
+}
+
+impl std::ops::Deref for WriterGuard<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("guard holds its connection until dropped")
+    }
+}
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.core.release_writer(conn);
+        }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path)
+        .map_err(|e| Error::NotSupported(format!("cannot resolve {}: {e}", path.display())))
+}
+
+/// A `file:` URI for `path`, opened read-only. Characters that mean
+/// something in a URI are percent-encoded.
+fn read_only_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for b in path.to_string_lossy().bytes() {
+        match b {
+            b'?' | b'#' | b'%' => uri.push_str(&format!("%{b:02X}")),
+            _ => uri.push(b as char),
+        }
+    }
+    uri.push_str("?mode=ro");
+    uri
+}
+
+fn refuse_memory(path: &str) -> Result<()> {
+    let lowered = path.to_ascii_lowercase();
+    if path.is_empty()
+        || path == ":memory:"
+        || lowered.starts_with("file:")
+        || lowered.contains("mode=memory")
+    {
+        return Err(Error::NotSupported(format!(
+            "{path:?} is not a database file path: alkdev-storage needs a real file \
+             (WAL, cross-process change watching); in-memory databases and URIs are \
+             not supported, pass a path such as tmp_path / 'app.db'"
+        )));
+    }
+    Ok(())
+}
+
+fn open_writer(path: &Path, readonly: bool, settings: &Settings) -> Result<Connection> {
+    let conn = if readonly {
+        let conn = Connection::open_with_flags(
+            read_only_uri(path),
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(Error::run)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(Error::run)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::NotSupported(format!(
+                "{} is in journal mode {mode:?}; a read-only open needs a WAL database \
+                 (open it read-write once to convert it)",
+                path.display()
+            )));
+        }
+        conn.execute_batch(honker_core::DEFAULT_PRAGMAS)
+            .map_err(Error::run)?;
+        conn
+    } else {
+        let target = path.to_string_lossy();
+        let conn = honker_core::open_conn(&target, true).map_err(Error::honker)?;
+        exec::control(&conn, "BEGIN IMMEDIATE")?;
+        if let Err(e) = honker_core::bootstrap_honker_schema(&conn) {
+            let _ = exec::control(&conn, "ROLLBACK");
+            return Err(Error::honker(e));
+        }
+        exec::control(&conn, "COMMIT")?;
+        conn
+    };
+    conn.busy_timeout(settings.busy_timeout)
+        .map_err(Error::run)?;
+    conn.set_prepared_statement_cache_capacity(settings.statement_cache);
+    honker_core::attach_honker_functions(&conn).map_err(Error::run)?;
+    Ok(conn)
+}
+
+pub fn open(
+    py: Python<'_>,
+    path: &str,
+    max_readers: usize,
+    settings: Settings,
+    readonly: bool,
+) -> Result<Core> {
+    refuse_memory(path)?;
+    let path = absolute(Path::new(path))?;
+    let writer_conn = detached(py, || open_writer(&path, readonly, &settings))?;
+    let reader_target = if readonly {
+        read_only_uri(&path)
+    } else {
+        path.to_string_lossy().into_owned()
+    };
+    Ok(Core {
+        readonly,
+        writer: Writer::new(writer_conn),
+        readers: Readers::new(reader_target, max_readers),
+        configured_readers: Mutex::new(HashSet::new()),
+        settings,
+        closed: AtomicBool::new(false),
+        writer_owner: AtomicU64::new(0),
+        stats: Stats::default(),
+        path,
+    })
+}
+
+/// Build the Python rows of a fetch: tuples, or dicts keyed by column name.
+pub fn rows_to_py<'py>(
+    py: Python<'py>,
+    fetched: &Fetched,
+    as_dict: bool,
+) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    if as_dict {
+        let keys: Vec<Bound<'py, PyString>> = fetched
+            .columns
+            .iter()
+            .map(|c| PyString::new(py, c))
+            .collect();
+        for row in fetched.rows() {
+            list.append(row_dict(py, &keys, row)?)?;
+        }
+    } else {
+        for row in fetched.rows() {
+            list.append(row_tuple(py, row)?)?;
+        }
+    }
+    Ok(list)
+}
+
+pub fn row_tuple<'py>(
+    py: Python<'py>,
+    row: &[rusqlite::types::Value],
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(PyTuple::new(py, row.iter().map(|v| to_py(py, v)))?.into_any())
+}
+
+pub fn row_dict<'py>(
+    py: Python<'py>,
+    keys: &[Bound<'py, PyString>],
+    row: &[rusqlite::types::Value],
+) -> PyResult<Bound<'py, PyAny>> {
+    let dict = PyDict::new(py);
+    for (k, v) in keys.iter().zip(row) {
+        dict.set_item(k, to_py(py, v))?;
+    }
+    Ok(dict.into_any())
+}
+
+/// The first row of a fetch, or `None`.
+pub fn first_row<'py>(
+    py: Python<'py>,
+    fetched: &Fetched,
+    as_dict: bool,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let Some(row) = fetched.rows().next() else {
+        return Ok(None);
+    };
+    if as_dict {
+        let keys: Vec<Bound<'py, PyString>> = fetched
+            .columns
+            .iter()
+            .map(|c| PyString::new(py, c))
+            .collect();
+        row_dict(py, &keys, row).map(Some)
+    } else {
+        row_tuple(py, row).map(Some)
+    }
+}
+
+/// The result of `execute`/`executemany`.
+#[pyclass(frozen, module = "alkdev_storage._native", name = "ExecuteResult")]
+pub struct ExecuteResult {
+    /// Rows changed by INSERT/UPDATE/DELETE/REPLACE; -1 for other statements.
+    #[pyo3(get)]
+    rowcount: i64,
+    /// `sqlite3_last_insert_rowid()` after an INSERT that inserted a row,
+    /// else `None`.
+    #[pyo3(get)]
+    lastrowid: Option<i64>,
+}
+
+impl From<Outcome> for ExecuteResult {
+    fn from(o: Outcome) -> Self {
+        ExecuteResult {
+            rowcount: o.rowcount,
+            lastrowid: o.lastrowid,
+        }
+    }
+}
+
+#[pymethods]
+impl ExecuteResult {
+    fn __repr__(&self) -> String {
+        let id = self
+            .lastrowid
+            .map_or_else(|| "None".to_string(), |v| v.to_string());
+        format!(
+            "ExecuteResult(rowcount={}, lastrowid={id})",
+            self.rowcount
+        )
+    }
+}
+
+/// Convert an iterable of parameter sets in chunks and hand each chunk to
+/// `run`, detached.
+pub fn for_each_chunk(
+    py: Python<'_>,
+    seq_of_params: &Bound<'_, PyAny>,
+    mut run: impl FnMut(&[Params]) -> Result<()> + Send,
+) -> PyResult<()> {
+    let mut chunk = Vec::with_capacity(MANY_CHUNK);
+    for item in seq_of_params.try_iter()? {
+        chunk.push(to_params(Some(&item?))?);
+        if chunk.len() == MANY_CHUNK {
+            let batch = std::mem::take(&mut chunk);
+            detached(py, || run(&batch))?;
+        }
+    }
+    if !chunk.is_empty() {
+        detached(py, || run(&chunk))?;
+    }
+    Ok(())
+}
+
+/// A database file opened for this process. See `alkdev_storage.connect`.
+#[pyclass(frozen, module = "alkdev_storage._native", name = "Database")]
+pub struct Database {
+    pub core: Arc<Core>,
+}
+
+#[pymethods]
+impl Database {
+    /// Absolute path of the database file.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.core.path.clone()
+    }
+
+    #[getter]
+    fn readonly(&self) -> bool {
+        self.core.readonly
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.closed.load(Ordering::Acquire)
+    }
+
+    /// Statement-cache counters: statements compiled (cache misses), cache
+    /// hits, and the per-connection capacity.
+    #[getter]
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        let s = &self.core.stats;
+        d.set_item("statements_prepared", s.prepared.load(Ordering::Relaxed))?;
+        d.set_item("statement_cache_hits", s.cache_hits.load(Ordering::Relaxed))?;
+        d.set_item("statement_cache_capacity", self.core.statement_cache())?;
+        Ok(d)
+    }
+
+    #[pyo3(signature = (sql, params=None))]
+    fn execute(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<ExecuteResult> {
+        let params = to_params(params)?;
+        let core = &*self.core;
+        let writer = core.acquire_writer(py)?;
+        let (_writer, out) =
+            detached_with(py, writer, |w| exec::execute(w, &core.stats, sql, &params));
+        Ok(out?.into())
+    }
+
+    /// Run `sql` once per parameter set, all in one transaction.
+    fn executemany(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        seq_of_params: &Bound<'_, PyAny>,
+    ) -> PyResult<ExecuteResult> {
+        let core = &*self.core;
+        let writer = core.acquire_writer(py)?;
+        let (mut writer, begun) = detached_with(py, writer, |w| exec::control(w, "BEGIN IMMEDIATE"));
+        begun?;
+        let mut total = Outcome::NOTHING;
+        let ran = {
+            let (w, t) = (&mut writer, &mut total);
+            for_each_chunk(py, seq_of_params, move |batch| {
+                exec::execute_many(w, &core.stats, sql, batch, t)
+            })
+        };
+        let (_writer, ended) = detached_with(py, writer, |w| match &ran {
+            Ok(()) => commit_or_rollback(w),
+            Err(_) => exec::control(w, "ROLLBACK"),
+        });
+        ran?;
+        ended?;
+        Ok(total.into())
+    }
+
+    /// Run a script of several statements on the writer, as written (no
+    /// implicit transaction around it).
+    fn executescript(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
+        let writer = self.core.acquire_writer(py)?;
+        let (_writer, out) =
+            detached_with(py, writer, |w| w.execute_batch(sql).map_err(Error::run));
+        Ok(out?)
+    }
+
+    /// All rows of a query, as tuples (or dicts with `as_dict=True`).
+    #[pyo3(signature = (sql, params=None, *, as_dict=false))]
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        as_dict: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let params = to_params(params)?;
+        let stats = &self.core.stats;
+        let fetched = self.core.read_or_write(py, |conn, ro| {
+            exec::fetch(conn, stats, sql, &params, None, ro, as_dict)
+        })?;
+        rows_to_py(py, &fetched, as_dict)
+    }
+
+    /// The first row of a query, or `None`.
+    #[pyo3(signature = (sql, params=None, *, as_dict=false))]
+    fn query_one<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        as_dict: bool,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let params = to_params(params)?;
+        let stats = &self.core.stats;
+        let fetched = self.core.read_or_write(py, |conn, ro| {
+            exec::fetch(conn, stats, sql, &params, Some(1), ro, as_dict)
+        })?;
+        first_row(py, &fetched, as_dict)
+    }
+
+    /// Stream the rows of a read-only query in batches, holding one reader.
+    #[pyo3(signature = (sql, params=None, *, as_dict=false, batch_size=256))]
+    fn iterate(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        params: Option<&Bound<'_, PyAny>>,
+        as_dict: bool,
+        batch_size: usize,
+    ) -> PyResult<RowIterator> {
+        let params = to_params(params)?;
+        RowIterator::start(py, self.core.clone(), sql, params, as_dict, batch_size)
+    }
+
+    /// Column names a query would return, without running it.
+    fn columns(&self, py: Python<'_>, sql: &str) -> PyResult<Vec<String>> {
+        let core = &*self.core;
+        Ok(detached(py, || {
+            let conn = core.acquire_reader()?;
+            let out = exec::columns(&conn, &core.stats, sql);
+            core.release_reader(conn);
+            out
+        })?)
+    }
+
+    /// Begin a write transaction (`BEGIN IMMEDIATE` on the writer).
+    fn transaction(&self, py: Python<'_>) -> PyResult<Transaction> {
+        Transaction::begin(py, self.core.clone())
+    }
+
+    /// Checkpoint the WAL into the database file. `mode` is one of PASSIVE,
+    /// FULL, RESTART, TRUNCATE. Returns `(busy, log_frames, checkpointed)`.
+    #[pyo3(signature = (mode="PASSIVE"))]
+    fn checkpoint(&self, py: Python<'_>, mode: &str) -> PyResult<(i64, i64, i64)> {
+        let mode = mode.to_ascii_uppercase();
+        if !["PASSIVE", "FULL", "RESTART", "TRUNCATE"].contains(&mode.as_str()) {
+            return Err(Error::Programming(format!(
+                "unknown checkpoint mode {mode:?}; use PASSIVE, FULL, RESTART or TRUNCATE"
+            ))
+            .into());
+        }
+        let writer = self.core.acquire_writer(py)?;
+        let sql = format!("PRAGMA wal_checkpoint({mode})");
+        let (_writer, out) = detached_with(py, writer, |w| {
+            w.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(Error::run)
+        });
+        Ok(out?)
+    }
+
+    /// Close the writer and every reader. Idempotent. An open transaction's
+    /// connection is closed (and so rolled back) when that transaction ends.
+    fn close(&self, py: Python<'_>) {
+        let core = &*self.core;
+        detached(py, || core.close());
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() { "closed" } else { "open" };
+        format!("<Database {:?} {state}>", self.core.path.display().to_string())
+    }
+}
+
+/// COMMIT; if that fails the transaction is still open, so roll it back.
+pub fn commit_or_rollback(conn: &Connection) -> Result<()> {
+    exec::control(conn, "COMMIT").inspect_err(|_| {
+        let _ = exec::control(conn, "ROLLBACK");
+    })
+}

@@ -1,0 +1,47 @@
+//! The one place that releases the GIL or waits on a lock.
+//!
+//! Invariant: no code in this crate blocks (on SQLite, on the writer slot, on
+//! the reader pool or on one of our mutexes) while it holds the GIL. Callers
+//! convert their Python arguments first, call [`detached`], and build Python
+//! results after it returns.
+
+use honker_core::Writer;
+use pyo3::Python;
+use rusqlite::Connection;
+
+/// Run `work` with the GIL released. Other Python threads run meanwhile.
+#[inline]
+pub fn detached<T, F>(py: Python<'_>, work: F) -> T
+where
+    F: Send + FnOnce() -> T,
+    T: Send,
+{
+    py.detach(work)
+}
+
+/// Take the writer connection: without releasing the GIL when the slot is
+/// free (the common, uncontended case), otherwise waiting detached.
+/// `None` means the writer has been closed.
+pub fn take_writer(py: Python<'_>, writer: &Writer) -> Option<Connection> {
+    match writer.try_acquire() {
+        Some(conn) => Some(conn),
+        None => detached(py, || writer.acquire()),
+    }
+}
+
+/// Move `state` (typically a held connection) into a detached call and hand
+/// it back afterwards. Connections are `Send` but not `Sync`, so they travel
+/// by value rather than by reference; if `work` panics, `state` is dropped
+/// during unwinding and its own `Drop` puts things right.
+#[inline]
+pub fn detached_with<S, T, F>(py: Python<'_>, mut state: S, work: F) -> (S, T)
+where
+    S: Send,
+    T: Send,
+    F: Send + FnOnce(&mut S) -> T,
+{
+    detached(py, move || {
+        let out = work(&mut state);
+        (state, out)
+    })
+}

@@ -1,0 +1,295 @@
+//! `Transaction` and `Savepoint`: an explicit write transaction on the
+//! writer connection.
+//!
+//! Invariant: while a `Transaction` is active it owns the writer connection
+//! (taken out of honker-core's slot) and a `BEGIN IMMEDIATE` is open on it.
+//! Exactly one of commit, rollback or drop ends it, and each returns the
+//! connection to the slot; a transaction dropped without commit rolls back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+use rusqlite::Connection;
+
+use crate::convert::to_params;
+use crate::database::{commit_or_rollback, first_row, for_each_chunk, rows_to_py, Core, ExecuteResult};
+use crate::detach::{detached, detached_with};
+use crate::errors::{Error, Result};
+use crate::exec::{self, Outcome};
+
+struct TxState {
+    conn: Option<Connection>,
+    savepoints: u64,
+}
+
+/// A write transaction. Use it as a context manager (commit on success,
+/// rollback on exception) or call `commit()` / `rollback()` explicitly.
+#[pyclass(frozen, module = "alkdev_storage._native", name = "Transaction")]
+pub struct Transaction {
+    core: Arc<Core>,
+    state: Mutex<TxState>,
+}
+
+impl Transaction {
+    pub fn begin(py: Python<'_>, core: Arc<Core>) -> PyResult<Self> {
+        let writer = core.acquire_writer(py)?;
+        let (writer, begun) = detached_with(py, writer, |w| exec::control(w, "BEGIN IMMEDIATE"));
+        begun?;
+        let conn = writer.into_inner();
+        Ok(Transaction {
+            core,
+            state: Mutex::new(TxState {
+                conn: Some(conn),
+                savepoints: 0,
+            }),
+        })
+    }
+
+    /// Run `work` on the transaction's connection, detached.
+    fn with_conn<T, F>(&self, py: Python<'_>, work: F) -> Result<T>
+    where
+        T: Send,
+        F: FnOnce(&Connection) -> Result<T> + Send,
+    {
+        detached(py, || {
+            self.core.check_open()?;
+            let state = self.state.lock();
+            let conn = state.conn.as_ref().ok_or(Error::TransactionFinished)?;
+            work(conn)
+        })
+    }
+
+    fn finish(&self, py: Python<'_>, commit: bool) -> Result<()> {
+        detached(py, || {
+            let mut state = self.state.lock();
+            let conn = state.conn.take().ok_or(Error::TransactionFinished)?;
+            let out = if commit {
+                self.core
+                    .check_open()
+                    .and_then(|()| commit_or_rollback(&conn))
+                    .inspect_err(|_| {
+                        let _ = exec::control(&conn, "ROLLBACK");
+                    })
+            } else {
+                exec::control(&conn, "ROLLBACK")
+            };
+            self.core.release_writer(conn);
+            out
+        })
+    }
+
+    fn control(&self, py: Python<'_>, sql: &str) -> Result<()> {
+        self.with_conn(py, |c| exec::control(c, sql))
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if let Some(conn) = self.state.get_mut().conn.take() {
+            let _ = exec::control(&conn, "ROLLBACK");
+            self.core.release_writer(conn);
+        }
+    }
+}
+
+#[pymethods]
+impl Transaction {
+    /// True until the transaction is committed or rolled back.
+    #[getter]
+    fn active(&self) -> bool {
+        self.state.lock().conn.is_some()
+    }
+
+    #[pyo3(signature = (sql, params=None))]
+    fn execute(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<ExecuteResult> {
+        let params = to_params(params)?;
+        let stats = &self.core.stats;
+        Ok(self
+            .with_conn(py, |c| exec::execute(c, stats, sql, &params))?
+            .into())
+    }
+
+    fn executemany(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        seq_of_params: &Bound<'_, PyAny>,
+    ) -> PyResult<ExecuteResult> {
+        let stats = &self.core.stats;
+        let mut total = Outcome::NOTHING;
+        {
+            let t = &mut total;
+            for_each_chunk(py, seq_of_params, move |batch| {
+                self.core.check_open()?;
+                let state = self.state.lock();
+                let conn = state.conn.as_ref().ok_or(Error::TransactionFinished)?;
+                exec::execute_many(conn, stats, sql, batch, t)
+            })?;
+        }
+        Ok(total.into())
+    }
+
+    fn executescript(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
+        Ok(self.with_conn(py, |c| c.execute_batch(sql).map_err(Error::run))?)
+    }
+
+    #[pyo3(signature = (sql, params=None, *, as_dict=false))]
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        as_dict: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let params = to_params(params)?;
+        let stats = &self.core.stats;
+        let fetched = self.with_conn(py, |c| {
+            exec::fetch(c, stats, sql, &params, None, false, as_dict)
+        })?;
+        rows_to_py(py, &fetched.expect("writer fetch returns rows"), as_dict)
+    }
+
+    #[pyo3(signature = (sql, params=None, *, as_dict=false))]
+    fn query_one<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        as_dict: bool,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let params = to_params(params)?;
+        let stats = &self.core.stats;
+        let fetched = self.with_conn(py, |c| {
+            exec::fetch(c, stats, sql, &params, Some(1), false, as_dict)
+        })?;
+        first_row(py, &fetched.expect("writer fetch returns rows"), as_dict)
+    }
+
+    fn columns(&self, py: Python<'_>, sql: &str) -> PyResult<Vec<String>> {
+        let stats = &self.core.stats;
+        Ok(self.with_conn(py, |c| exec::columns(c, stats, sql))?)
+    }
+
+    /// Open a nested savepoint; use it as a context manager.
+    fn savepoint(slf: Py<Self>, py: Python<'_>) -> PyResult<Savepoint> {
+        let tx = slf.get();
+        let name = {
+            let mut state = tx.state.lock();
+            if state.conn.is_none() {
+                return Err(Error::TransactionFinished.into());
+            }
+            state.savepoints += 1;
+            format!("alk_sp_{}", state.savepoints)
+        };
+        tx.control(py, &format!("SAVEPOINT {name}"))?;
+        Ok(Savepoint {
+            tx: slf,
+            name,
+            done: AtomicBool::new(false),
+        })
+    }
+
+    fn commit(&self, py: Python<'_>) -> PyResult<()> {
+        Ok(self.finish(py, true)?)
+    }
+
+    fn rollback(&self, py: Python<'_>) -> PyResult<()> {
+        Ok(self.finish(py, false)?)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Commit when the block succeeded, roll back when it raised. A
+    /// transaction already ended inside the block is left as it is.
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        if !self.active() {
+            return Ok(false);
+        }
+        self.finish(py, exc_type.is_none())?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.active() { "active" } else { "finished" };
+        format!("<Transaction {state}>")
+    }
+}
+
+/// A savepoint inside a transaction. As a context manager it is released
+/// on success and rolled back (then released) on exception.
+#[pyclass(frozen, module = "alkdev_storage._native", name = "Savepoint")]
+pub struct Savepoint {
+    tx: Py<Transaction>,
+    name: String,
+    done: AtomicBool,
+}
+
+impl Savepoint {
+    fn end(&self, py: Python<'_>, rollback: bool) -> PyResult<()> {
+        if self.done.swap(true, Ordering::AcqRel) {
+            return Err(Error::Programming(format!(
+                "savepoint {} was already released or rolled back",
+                self.name
+            ))
+            .into());
+        }
+        let tx = self.tx.get();
+        if rollback {
+            tx.control(py, &format!("ROLLBACK TO {}", self.name))?;
+        }
+        tx.control(py, &format!("RELEASE {}", self.name))?;
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Savepoint {
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Keep the savepoint's changes (they commit with the transaction).
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        self.end(py, false)
+    }
+
+    /// Undo everything since the savepoint was opened.
+    fn rollback(&self, py: Python<'_>) -> PyResult<()> {
+        self.end(py, true)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        if self.done.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.end(py, exc_type.is_some())?;
+        Ok(false)
+    }
+}
