@@ -1,0 +1,43 @@
+"""The prepared-statement cache: a repeated statement is not re-prepared, and
+the configured capacity is what the connections use."""
+
+from __future__ import annotations
+
+import alkdev_storage as alk
+
+
+def test_repeated_statement_is_not_reprepared(db: alk.Database) -> None:
+    sql = "SELECT x FROM t WHERE id = ?"
+    db.query_one(sql, (1,))  # the reader compiles it once
+    before = db.stats
+    for i in range(100):
+        db.query_one(sql, (i,))
+    after = db.stats
+    assert after["statements_prepared"] == before["statements_prepared"]
+    assert after["statement_cache_hits"] == before["statement_cache_hits"] + 100
+
+
+def test_capacity_is_applied(db_path) -> None:
+    # Capacity 2 and three statements used round-robin: every use misses.
+    db = alk.connect(db_path, statement_cache=2, max_readers=1)
+    assert db.stats["statement_cache_capacity"] == 2
+    sqls = ["SELECT 1", "SELECT 2", "SELECT 3"]
+    for s in sqls:
+        db.query_one(s)
+    before = db.stats["statements_prepared"]
+    for _ in range(5):
+        for s in sqls:
+            db.query_one(s)
+    assert db.stats["statements_prepared"] - before == 15
+
+    # The default capacity holds them all.
+    db.close()
+    db = alk.connect(db_path, max_readers=1)
+    for s in sqls:
+        db.query_one(s)
+    before = db.stats["statements_prepared"]
+    for _ in range(5):
+        for s in sqls:
+            db.query_one(s)
+    assert db.stats["statements_prepared"] == before
+    db.close()

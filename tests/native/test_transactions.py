@@ -1,0 +1,121 @@
+"""Transactions on the writer: BEGIN IMMEDIATE, commit/rollback, savepoints,
+rollback on drop, and no deadlock on nesting."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+import pytest
+
+import alkdev_storage as alk
+
+
+def count(db: alk.Database) -> int:
+    row = db.query_one("SELECT count(*) FROM t")
+    assert row is not None
+    return int(row[0])
+
+
+def test_context_manager_commits(db: alk.Database) -> None:
+    with db.transaction() as tx:
+        assert tx.active
+        r = tx.execute("INSERT INTO t(x) VALUES (?)", (1,))
+        assert r.lastrowid == 1
+        tx.executemany("INSERT INTO t(x) VALUES (?)", [(2,), (3,)])
+        assert tx.query("SELECT x FROM t ORDER BY x") == [(1,), (2,), (3,)]
+    assert not tx.active
+    assert count(db) == 3
+
+
+def test_context_manager_rolls_back_on_exception(db: alk.Database) -> None:
+    with pytest.raises(KeyError):
+        with db.transaction() as tx:
+            tx.execute("INSERT INTO t(x) VALUES (1)")
+            raise KeyError("boom")
+    assert count(db) == 0
+
+
+def test_explicit_commit_and_rollback(db: alk.Database) -> None:
+    tx = db.transaction()
+    tx.execute("INSERT INTO t(x) VALUES (1)")
+    tx.rollback()
+    tx = db.transaction()
+    tx.execute("INSERT INTO t(x) VALUES (2)")
+    tx.commit()
+    assert db.query("SELECT x FROM t") == [(2,)]
+    with pytest.raises(alk.TransactionClosedError):
+        tx.execute("INSERT INTO t(x) VALUES (3)")
+    with pytest.raises(alk.TransactionClosedError):
+        tx.commit()
+
+
+def test_dropped_transaction_rolls_back_and_frees_the_writer(db: alk.Database) -> None:
+    tx = db.transaction()
+    tx.execute("INSERT INTO t(x) VALUES (1)")
+    del tx
+    gc.collect()
+    assert count(db) == 0
+    db.execute("INSERT INTO t(x) VALUES (2)")  # the writer is free
+    assert count(db) == 1
+
+
+def test_savepoints_nest(db: alk.Database) -> None:
+    with db.transaction() as tx:
+        tx.execute("INSERT INTO t(x) VALUES (1)")
+        with pytest.raises(ValueError):
+            with tx.savepoint():
+                tx.execute("INSERT INTO t(x) VALUES (2)")
+                with tx.savepoint() as inner:
+                    assert inner.name.startswith("alk_sp_")
+                    tx.execute("INSERT INTO t(x) VALUES (3)")
+                raise ValueError
+        with tx.savepoint():
+            tx.execute("INSERT INTO t(x) VALUES (4)")
+        sp = tx.savepoint()
+        tx.execute("INSERT INTO t(x) VALUES (5)")
+        sp.rollback()
+        with pytest.raises(alk.ProgrammingError):
+            sp.release()
+    assert db.query("SELECT x FROM t ORDER BY x") == [(1,), (4,)]
+
+
+def test_nesting_on_one_thread_is_an_error_not_a_deadlock(db: alk.Database) -> None:
+    with db.transaction() as tx:
+        tx.execute("INSERT INTO t(x) VALUES (1)")
+        with pytest.raises(alk.NestedTransactionError, match="savepoint"):
+            db.transaction()
+        with pytest.raises(alk.NestedTransactionError):
+            db.execute("INSERT INTO t(x) VALUES (2)")
+        with pytest.raises(alk.NestedTransactionError):
+            db.executemany("INSERT INTO t(x) VALUES (?)", [(2,)])
+    assert count(db) == 1
+
+
+def test_transactions_from_threads_serialise(db: alk.Database) -> None:
+    def work(n: int) -> None:
+        for i in range(50):
+            with db.transaction() as tx:
+                row = tx.query_one("SELECT coalesce(max(x), 0) FROM t")
+                assert row is not None
+                tx.execute("INSERT INTO t(x, y) VALUES (?, ?)", (row[0] + 1, n))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Every read-modify-write saw the previous one: no lost update.
+    assert db.query("SELECT x FROM t ORDER BY x") == [(i,) for i in range(1, 201)]
+
+
+def test_transaction_across_two_databases_on_one_file(db_path) -> None:
+    a = alk.connect(db_path)
+    b = alk.connect(db_path)
+    a.execute("CREATE TABLE t(x)")
+    with a.transaction() as tx:
+        tx.execute("INSERT INTO t VALUES (1)")
+        assert b.query_one("SELECT count(*) FROM t") == (0,)
+    assert b.query_one("SELECT count(*) FROM t") == (1,)
+    a.close()
+    b.close()
