@@ -33,7 +33,3 @@ def stdlib(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     conn.execute(SCHEMA)
     yield conn
     conn.close()
-
-
-def row(i: int) -> tuple[int, str, float, bytes]:
-    return (i, f"item-{i}", i * 0.5, b"\x00\x01" * 8)

@@ -12,7 +12,11 @@ import sqlite3
 import pytest
 
 import alkdev_storage as alk
-from conftest import row
+
+
+def row(i: int) -> tuple[int, str, float, bytes]:
+    return (i, f"item-{i}", i * 0.5, b"\x00\x01" * 8)
+
 
 N_LOOP = 2_000
 N_MANY = 20_000
@@ -103,7 +107,7 @@ def lastrowid_ours(db: alk.Database) -> int:
     total = 0
     with db.transaction() as tx:
         execute = tx.execute
-        for i in range(N_LOOP):
+        for _ in range(N_LOOP):
             total += execute(INSERT, ("n", 0.0, None)).lastrowid
     return total
 
@@ -112,7 +116,7 @@ def lastrowid_stdlib(conn: sqlite3.Connection) -> int:
     total = 0
     conn.execute("BEGIN IMMEDIATE")
     execute = conn.execute
-    for i in range(N_LOOP):
+    for _ in range(N_LOOP):
         total += execute(INSERT, ("n", 0.0, None)).lastrowid
     conn.execute("COMMIT")
     return total
@@ -188,5 +192,3 @@ def test_scan_iterate_stdlib(benchmark, stdlib):
     fill_stdlib(stdlib, N_SCAN)
     assert sum(1 for _ in stdlib.execute(SCAN)) == N_SCAN
     benchmark(lambda: sum(1 for _ in stdlib.execute(SCAN)))
-
-

@@ -223,7 +223,10 @@ pub fn read_value(value: ValueRef<'_>, column: &dyn Fn() -> String) -> Result<Va
 pub fn to_py<'py>(py: Python<'py>, value: &Value) -> Bound<'py, PyAny> {
     match value {
         Value::Null => py.None().into_bound(py),
-        Value::Integer(i) => i.into_pyobject(py).map(Bound::into_any).unwrap_or_else(|e| match e {}),
+        Value::Integer(i) => i
+            .into_pyobject(py)
+            .map(Bound::into_any)
+            .unwrap_or_else(|e| match e {}),
         Value::Real(f) => PyFloat::new(py, *f).into_any(),
         Value::Text(s) => PyString::new(py, s).into_any(),
         Value::Blob(b) => PyBytes::new(py, b).into_any(),

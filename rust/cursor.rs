@@ -137,7 +137,10 @@ impl RowIterator {
         }
         let (live, columns) = detached(py, || Live::start(core, sql, &params))?;
         let keys = if as_dict {
-            columns.iter().map(|c| PyString::new(py, c).unbind()).collect()
+            columns
+                .iter()
+                .map(|c| PyString::new(py, c).unbind())
+                .collect()
         } else {
             Vec::new()
         };
@@ -223,8 +226,7 @@ impl RowIterator {
         _exc_type: Option<&Bound<'_, PyAny>>,
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
-    ) -> bool {
+    ) {
         self.close(py);
-        false
     }
 }

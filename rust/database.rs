@@ -159,14 +159,18 @@ impl WriterGuard<'_> {
     /// Keep the connection past this guard (a transaction owns it now and
     /// must call `Core::release_writer` itself).
     pub fn into_inner(mut self) -> Connection {
-        self.conn.take().expect("guard holds its connection until dropped")
+        self.conn
+            .take()
+            .expect("guard holds its connection until dropped")
     }
 }
 
 impl std::ops::Deref for WriterGuard<'_> {
     type Target = Connection;
     fn deref(&self) -> &Connection {
-        self.conn.as_ref().expect("guard holds its connection until dropped")
+        self.conn
+            .as_ref()
+            .expect("guard holds its connection until dropped")
     }
 }
 
@@ -376,10 +380,7 @@ impl ExecuteResult {
         let id = self
             .lastrowid
             .map_or_else(|| "None".to_string(), |v| v.to_string());
-        format!(
-            "ExecuteResult(rowcount={}, lastrowid={id})",
-            self.rowcount
-        )
+        format!("ExecuteResult(rowcount={}, lastrowid={id})", self.rowcount)
     }
 }
 
@@ -464,7 +465,8 @@ impl Database {
     ) -> PyResult<ExecuteResult> {
         let core = &*self.core;
         let writer = core.acquire_writer(py)?;
-        let (mut writer, begun) = detached_with(py, writer, |w| exec::control(w, "BEGIN IMMEDIATE"));
+        let (mut writer, begun) =
+            detached_with(py, writer, |w| exec::control(w, "BEGIN IMMEDIATE"));
         begun?;
         let mut total = Outcome::NOTHING;
         let ran = {
@@ -592,14 +594,16 @@ impl Database {
         _exc_type: Option<&Bound<'_, PyAny>>,
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
-    ) -> bool {
+    ) {
         self.close(py);
-        false
     }
 
     fn __repr__(&self) -> String {
         let state = if self.closed() { "closed" } else { "open" };
-        format!("<Database {:?} {state}>", self.core.path.display().to_string())
+        format!(
+            "<Database {:?} {state}>",
+            self.core.path.display().to_string()
+        )
     }
 }
 

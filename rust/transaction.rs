@@ -15,7 +15,9 @@ use pyo3::types::PyList;
 use rusqlite::Connection;
 
 use crate::convert::to_params;
-use crate::database::{commit_or_rollback, first_row, for_each_chunk, rows_to_py, Core, ExecuteResult};
+use crate::database::{
+    commit_or_rollback, first_row, for_each_chunk, rows_to_py, Core, ExecuteResult,
+};
 use crate::detach::{detached, detached_with};
 use crate::errors::{Error, Result};
 use crate::exec::{self, Outcome};
@@ -217,12 +219,11 @@ impl Transaction {
         exc_type: Option<&Bound<'_, PyAny>>,
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        if !self.active() {
-            return Ok(false);
+    ) -> PyResult<()> {
+        if self.active() {
+            self.finish(py, exc_type.is_none())?;
         }
-        self.finish(py, exc_type.is_none())?;
-        Ok(false)
+        Ok(())
     }
 
     fn __repr__(&self) -> String {
@@ -285,11 +286,10 @@ impl Savepoint {
         exc_type: Option<&Bound<'_, PyAny>>,
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
+    ) -> PyResult<()> {
         if self.done.load(Ordering::Acquire) {
-            return Ok(false);
+            return Ok(());
         }
-        self.end(py, exc_type.is_some())?;
-        Ok(false)
+        self.end(py, exc_type.is_some())
     }
 }

@@ -19,8 +19,14 @@ def assert_code(exc: alk.Error, name: str) -> None:
 def test_hierarchy_follows_pep_249() -> None:
     assert issubclass(alk.DatabaseError, alk.Error)
     assert issubclass(alk.InterfaceError, alk.Error)
-    for cls in (alk.DataError, alk.OperationalError, alk.IntegrityError, alk.InternalError,
-                alk.ProgrammingError, alk.NotSupportedError):
+    for cls in (
+        alk.DataError,
+        alk.OperationalError,
+        alk.IntegrityError,
+        alk.InternalError,
+        alk.ProgrammingError,
+        alk.NotSupportedError,
+    ):
         assert issubclass(cls, alk.DatabaseError)
     assert issubclass(alk.BusyError, alk.OperationalError)
     assert issubclass(alk.LockedError, alk.OperationalError)
@@ -60,10 +66,7 @@ def test_constraint(db: alk.Database) -> None:
 
 
 def test_foreign_keys_are_enforced(db: alk.Database) -> None:
-    db.executescript(
-        "CREATE TABLE p(id INTEGER PRIMARY KEY);"
-        "CREATE TABLE c(p REFERENCES p(id));"
-    )
+    db.executescript("CREATE TABLE p(id INTEGER PRIMARY KEY);CREATE TABLE c(p REFERENCES p(id));")
     with pytest.raises(alk.ConstraintError) as info:
         db.execute("INSERT INTO c VALUES (42)")
     assert_code(info.value, "SQLITE_CONSTRAINT_FOREIGNKEY")

@@ -35,12 +35,14 @@ def test_reopen_is_idempotent(db_path) -> None:
 
 
 def test_queue_functions_round_trip(db: alk.Database) -> None:
-    r = db.query_one("SELECT honker_enqueue(?, ?, NULL, NULL, 0, 3, NULL)", ("emails", '{"to":"a"}'))
+    enqueue = "SELECT honker_enqueue(?, ?, NULL, NULL, 0, 3, NULL)"
+    r = db.query_one(enqueue, ("emails", '{"to":"a"}'))
     assert r == (1,)
     claimed = db.query_one("SELECT honker_claim_batch('emails', 'w1', 10, 30)")
     assert claimed is not None
     jobs = json.loads(claimed[0])
-    assert [(j["id"], j["attempts"], json.loads(j["payload"])) for j in jobs] == [(1, 1, {"to": "a"})]
+    got = [(j["id"], j["attempts"], json.loads(j["payload"])) for j in jobs]
+    assert got == [(1, 1, {"to": "a"})]
     assert db.query_one("SELECT honker_ack(1, 'w1')") == (1,)
     assert db.query_one("SELECT count(*) FROM _honker_live") == (0,)
 

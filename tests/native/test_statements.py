@@ -41,7 +41,8 @@ def test_lastrowid_needs_no_extra_query(db: alk.Database) -> None:
 def test_executemany_positional_and_named(db: alk.Database) -> None:
     r = db.executemany("INSERT INTO t(x, y) VALUES (?, ?)", [(1, "a"), (2, "b")])
     assert (r.rowcount, r.lastrowid) == (2, 2)
-    r = db.executemany("INSERT INTO t(x, y) VALUES (:x, :y)", ({"x": i, "y": "n"} for i in range(3000)))
+    named = ({"x": i, "y": "n"} for i in range(3000))
+    r = db.executemany("INSERT INTO t(x, y) VALUES (:x, :y)", named)
     assert r.rowcount == 3000
     assert db.query_one("SELECT count(*) FROM t") == (3002,)
 

@@ -94,7 +94,7 @@ def test_nesting_on_one_thread_is_an_error_not_a_deadlock(db: alk.Database) -> N
 
 def test_transactions_from_threads_serialise(db: alk.Database) -> None:
     def work(n: int) -> None:
-        for i in range(50):
+        for _ in range(50):
             with db.transaction() as tx:
                 row = tx.query_one("SELECT coalesce(max(x), 0) FROM t")
                 assert row is not None

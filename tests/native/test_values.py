@@ -108,7 +108,7 @@ def test_int_and_str_subclasses(vdb: alk.Database) -> None:
     class Color(enum.IntEnum):
         RED = 1
 
-    class Name(str, enum.Enum):
+    class Name(enum.StrEnum):
         BOB = "bob"
 
     assert vdb.query_one("SELECT ?, ?", (Color.RED, Name.BOB)) == (1, "bob")

@@ -1,0 +1,149 @@
+"""The ``alkdev-storage`` command line (also ``python -m alkdev_storage``).
+
+Exit codes: 0 success, 1 a user error (one line on stderr, no traceback),
+2 a usage error (from argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import alkdev_storage as alk
+
+DEFAULT_ROOT = Path("alkdev-data")
+
+T = TypeVar("T")
+
+
+def _timed(action: Callable[[], T]) -> tuple[T, float]:
+    start = time.perf_counter()
+    result = action()
+    return result, time.perf_counter() - start
+
+
+def _rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:,.0f}/s" if seconds > 0 else "n/a"
+
+
+def demo(root: Path, *, rows: int = 20_000, out: Callable[[str], None] = print) -> dict[str, int]:
+    """Run the end-to-end story on ``root/demo.db`` and print what happened.
+
+    Re-runnable: the demo's own table, queue and topic are reset first.
+    Returns the final counts (rows, jobs done, events) for callers and tests.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "demo.db"
+    out(f"alkdev-storage {alk.__version__} · SQLite {alk.sqlite_version()} (bundled)")
+    out(f"database: {path.resolve()}")
+    with alk.connect(path) as db:
+        db.executescript(
+            """
+            DROP TABLE IF EXISTS demo_orders;
+            CREATE TABLE demo_orders(
+              id INTEGER PRIMARY KEY, customer TEXT NOT NULL, total REAL NOT NULL);
+            DELETE FROM _honker_live WHERE queue = 'demo-receipts';
+            DELETE FROM _honker_dead WHERE queue = 'demo-receipts';
+            DELETE FROM _honker_stream WHERE topic = 'demo_orders:created';
+            """
+        )
+
+        batch = [(f"customer-{i % 97}", round(i * 0.25, 2)) for i in range(rows)]
+        result, took = _timed(
+            lambda: db.executemany("INSERT INTO demo_orders(customer, total) VALUES (?, ?)", batch)
+        )
+        out(f"bulk insert   {result.rowcount:>7,} rows in one transaction  {_rate(rows, took)}")
+
+        keys = [(i * 7919) % rows + 1 for i in range(2_000)]
+        found, took = _timed(
+            lambda: [db.query_one("SELECT * FROM demo_orders WHERE id = ?", (k,)) for k in keys]
+        )
+        assert all(found)
+        out(f"point select  {len(keys):>7,} lookups on the reader pool  {_rate(len(keys), took)}")
+
+        # The transactional outbox: a business row, a queued job and a stream
+        # event commit together, or not at all.
+        def order(tx: alk.Transaction, customer: str) -> int:
+            r = tx.execute(
+                "INSERT INTO demo_orders(customer, total) VALUES (?, ?)", (customer, 9.5)
+            )
+            assert r.lastrowid is not None
+            payload = json.dumps({"order": r.lastrowid})
+            tx.execute(
+                "SELECT honker_enqueue('demo-receipts', ?, NULL, NULL, 0, 3, NULL)", (payload,)
+            )
+            tx.execute("SELECT honker_stream_publish('demo_orders:created', NULL, ?)", (payload,))
+            return r.lastrowid
+
+        with db.transaction() as tx:
+            committed = order(tx, "alice")
+        tx = db.transaction()
+        order(tx, "mallory")
+        tx.rollback()
+        jobs = db.query_one("SELECT count(*) FROM _honker_live WHERE queue = 'demo-receipts'")
+        events = db.query_one(
+            "SELECT count(*) FROM _honker_stream WHERE topic = 'demo_orders:created'"
+        )
+        mallory = db.query_one("SELECT count(*) FROM demo_orders WHERE customer = 'mallory'")
+        out(
+            f"outbox        order {committed} committed with 1 job + 1 event; "
+            f"rolled-back order left rows={mallory[0] if mallory else '?'}, "
+            f"jobs={jobs[0] if jobs else '?'}, events={events[0] if events else '?'}"
+        )
+
+        claimed = db.query_one("SELECT honker_claim_batch('demo-receipts', 'demo-worker', 10, 30)")
+        done = 0
+        for job in json.loads(claimed[0] if claimed else "[]"):
+            ack = db.query_one("SELECT honker_ack(?, 'demo-worker')", (job["id"],))
+            done += ack[0] if ack else 0
+        out(f"worker        claimed and acked {done} job(s) from queue 'demo-receipts'")
+
+        total = db.query_one("SELECT count(*) FROM demo_orders")
+        stats = db.stats
+        out(
+            f"summary       {total[0] if total else 0:,} orders · "
+            f"{stats['statements_prepared']} statements compiled, "
+            f"{stats['statement_cache_hits']:,} cache hits"
+        )
+        return {
+            "orders": int(total[0]) if total else 0,
+            "jobs_done": done,
+            "events": int(events[0]) if events else 0,
+        }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alkdev-storage",
+        description="Storage for multi-tenant applications in plain SQLite files.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {alk.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo_cmd = commands.add_parser("demo", help="run the end-to-end demo and print what happened")
+    demo_cmd.add_argument(
+        "--root",
+        type=Path,
+        default=DEFAULT_ROOT,
+        help=f"storage root folder (default: ./{DEFAULT_ROOT})",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            demo(args.root)
+        return 0
+    except (alk.Error, OSError) as exc:
+        print(f"alkdev-storage: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
