@@ -2,7 +2,7 @@
 
 Usage: ``python benches/report.py out.json``. In each group the baseline is
 every benchmark whose name ends in one of BASELINES; the ratio is
-baseline mean / our mean (above 1.0 means we are faster).
+baseline median / our median (medians resist the outliers a noisy machine produces) (above 1.0 means we are faster).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ def main(path: str) -> None:
         data = json.load(f)
     groups: dict[str, dict[str, float]] = defaultdict(dict)
     for bench in data["benchmarks"]:
-        groups[bench["group"] or bench["name"]][bench["name"]] = bench["stats"]["mean"]
-    print("| group | ours (mean) | baseline (mean) | ratio |")
+        groups[bench["group"] or bench["name"]][bench["name"]] = bench["stats"]["median"]
+    print("| group | ours (median) | baseline (median) | ratio |")
     print("|---|---|---|---|")
     for group, means in sorted(groups.items()):
         base = {n: m for n, m in means.items() if n.endswith(BASELINES)}
