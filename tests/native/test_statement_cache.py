@@ -3,6 +3,8 @@ the configured capacity is what the connections use."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import alkdev_storage as alk
 
 
@@ -17,27 +19,23 @@ def test_repeated_statement_is_not_reprepared(db: alk.Database) -> None:
     assert after["statement_cache_hits"] == before["statement_cache_hits"] + 100
 
 
-def test_capacity_is_applied(db_path) -> None:
-    # Capacity 2 and three statements used round-robin: every use misses.
-    db = alk.connect(db_path, statement_cache=2, max_readers=1)
-    assert db.stats["statement_cache_capacity"] == 2
-    sqls = ["SELECT 1", "SELECT 2", "SELECT 3"]
+def compilations_when_cycling(db: alk.Database, sqls: list[str], rounds: int) -> int:
+    """Statements compiled while running `sqls` round-robin, after a warm-up."""
     for s in sqls:
         db.query_one(s)
     before = db.stats["statements_prepared"]
-    for _ in range(5):
+    for _ in range(rounds):
         for s in sqls:
             db.query_one(s)
-    assert db.stats["statements_prepared"] - before == 15
+    return db.stats["statements_prepared"] - before
 
+
+def test_capacity_is_applied(db_path: Path) -> None:
+    sqls = ["SELECT 1", "SELECT 2", "SELECT 3"]
+    # Capacity 2 and three statements used round-robin: every use misses.
+    with alk.connect(db_path, statement_cache=2, max_readers=1) as small:
+        assert small.stats["statement_cache_capacity"] == 2
+        assert compilations_when_cycling(small, sqls, rounds=5) == 15
     # The default capacity holds them all.
-    db.close()
-    db = alk.connect(db_path, max_readers=1)
-    for s in sqls:
-        db.query_one(s)
-    before = db.stats["statements_prepared"]
-    for _ in range(5):
-        for s in sqls:
-            db.query_one(s)
-    assert db.stats["statements_prepared"] == before
-    db.close()
+    with alk.connect(db_path, max_readers=1) as default:
+        assert compilations_when_cycling(default, sqls, rounds=5) == 0
