@@ -2,7 +2,8 @@
 
 Usage: ``python benches/report.py out.json``. In each group the baseline is
 every benchmark whose name ends in one of BASELINES; the ratio is
-baseline median / our median (medians resist the outliers a noisy machine produces) (above 1.0 means we are faster).
+baseline median / our median (above 1.0 means we are faster). Medians resist
+the outliers a noisy machine produces.
 """
 
 from __future__ import annotations
