@@ -104,11 +104,6 @@ impl Error {
         }
         Self::honker(err)
     }
-
-    /// True for `SQLITE_BUSY` and its extended codes.
-    pub fn is_busy(&self) -> bool {
-        matches!(self, Error::Sqlite { code, .. } if code & 0xff == ffi::SQLITE_BUSY)
-    }
 }
 
 /// `(class name in alkdev_storage.errors, message, SQLite extended code)`.
