@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import subprocess
 
 import pytest
@@ -21,9 +20,10 @@ def test_extension_does_not_link_libsqlite3() -> None:
     assert "sqlite" not in linked.lower()
 
 
-def test_reported_version_is_the_bundled_one() -> None:
-    # The bundled SQLite answers for itself, whatever the stdlib links.
-    db_version = alk.sqlite_version()
-    assert db_version.count(".") == 2
-    assert tuple(int(p) for p in db_version.split(".")) >= (3, 45, 0)
-    assert isinstance(sqlite3.sqlite_version, str)
+def test_connections_run_the_bundled_engine(db: alk.Database) -> None:
+    bundled = alk.sqlite_version()
+    assert tuple(int(p) for p in bundled.split(".")) >= (3, 45, 0)
+    # Readers and the writer both run it, whatever SQLite the stdlib links.
+    assert db.query_one("SELECT sqlite_version()") == (bundled,)
+    with db.transaction() as tx:
+        assert tx.query_one("SELECT sqlite_version()") == (bundled,)
