@@ -17,7 +17,7 @@ use rusqlite::types::Value;
 use rusqlite::{CachedStatement, Connection, Rows};
 
 use crate::convert::Params;
-use crate::database::{row_dict, row_tuple, Core};
+use crate::database::{column_keys, row_dict, row_tuple, Core};
 use crate::detach::detached;
 use crate::errors::{Error, Result};
 use crate::exec;
@@ -137,9 +137,9 @@ impl RowIterator {
         }
         let (live, columns) = detached(py, || Live::start(core, sql, &params))?;
         let keys = if as_dict {
-            columns
-                .iter()
-                .map(|c| PyString::new(py, c).unbind())
+            column_keys(py, &columns)
+                .into_iter()
+                .map(Bound::unbind)
                 .collect()
         } else {
             Vec::new()

@@ -297,11 +297,7 @@ pub fn rows_to_py<'py>(
 ) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
     if as_dict {
-        let keys: Vec<Bound<'py, PyString>> = fetched
-            .columns
-            .iter()
-            .map(|c| PyString::new(py, c))
-            .collect();
+        let keys = column_keys(py, &fetched.columns);
         for row in fetched.rows() {
             list.append(row_dict(py, &keys, row)?)?;
         }
@@ -311,6 +307,11 @@ pub fn rows_to_py<'py>(
         }
     }
     Ok(list)
+}
+
+/// Column names as Python strings, made once per result for dict rows.
+pub fn column_keys<'py>(py: Python<'py>, columns: &[String]) -> Vec<Bound<'py, PyString>> {
+    columns.iter().map(|c| PyString::new(py, c)).collect()
 }
 
 pub fn row_tuple<'py>(
@@ -342,11 +343,7 @@ pub fn first_row<'py>(
         return Ok(None);
     };
     if as_dict {
-        let keys: Vec<Bound<'py, PyString>> = fetched
-            .columns
-            .iter()
-            .map(|c| PyString::new(py, c))
-            .collect();
+        let keys = column_keys(py, &fetched.columns);
         row_dict(py, &keys, row).map(Some)
     } else {
         row_tuple(py, row).map(Some)

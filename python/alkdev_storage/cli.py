@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import alkdev_storage as alk
 
@@ -29,6 +29,14 @@ def _timed(action: Callable[[], T]) -> tuple[T, float]:
 
 def _rate(n: int, seconds: float) -> str:
     return f"{n / seconds:,.0f}/s" if seconds > 0 else "n/a"
+
+
+def _scalar(db: alk.Database, sql: str, params: tuple[int | str, ...] = ()) -> Any:
+    """The single value of a query that always returns one row (an aggregate,
+    a function call)."""
+    row = db.query_one(sql, params)
+    assert row is not None, sql
+    return row[0]
 
 
 def demo(root: Path, *, rows: int = 20_000, out: Callable[[str], None] = print) -> dict[str, int]:
@@ -85,36 +93,31 @@ def demo(root: Path, *, rows: int = 20_000, out: Callable[[str], None] = print) 
         tx = db.transaction()
         order(tx, "mallory")
         tx.rollback()
-        jobs = db.query_one("SELECT count(*) FROM _honker_live WHERE queue = 'demo-receipts'")
-        events = db.query_one(
-            "SELECT count(*) FROM _honker_stream WHERE topic = 'demo_orders:created'"
+        jobs = _scalar(db, "SELECT count(*) FROM _honker_live WHERE queue = 'demo-receipts'")
+        events = _scalar(
+            db, "SELECT count(*) FROM _honker_stream WHERE topic = 'demo_orders:created'"
         )
-        mallory = db.query_one("SELECT count(*) FROM demo_orders WHERE customer = 'mallory'")
+        mallory = _scalar(db, "SELECT count(*) FROM demo_orders WHERE customer = 'mallory'")
         out(
             f"outbox        order {committed} committed with 1 job + 1 event; "
-            f"rolled-back order left rows={mallory[0] if mallory else '?'}, "
-            f"jobs={jobs[0] if jobs else '?'}, events={events[0] if events else '?'}"
+            f"rolled-back order left rows={mallory}, jobs={jobs}, events={events}"
         )
 
-        claimed = db.query_one("SELECT honker_claim_batch('demo-receipts', 'demo-worker', 10, 30)")
-        done = 0
-        for job in json.loads(claimed[0] if claimed else "[]"):
-            ack = db.query_one("SELECT honker_ack(?, 'demo-worker')", (job["id"],))
-            done += ack[0] if ack else 0
+        claimed = _scalar(db, "SELECT honker_claim_batch('demo-receipts', 'demo-worker', 10, 30)")
+        done = sum(
+            _scalar(db, "SELECT honker_ack(?, 'demo-worker')", (job["id"],))
+            for job in json.loads(claimed)
+        )
         out(f"worker        claimed and acked {done} job(s) from queue 'demo-receipts'")
 
-        total = db.query_one("SELECT count(*) FROM demo_orders")
+        total = _scalar(db, "SELECT count(*) FROM demo_orders")
         stats = db.stats
         out(
-            f"summary       {total[0] if total else 0:,} orders · "
+            f"summary       {total:,} orders · "
             f"{stats['statements_prepared']} statements compiled, "
             f"{stats['statement_cache_hits']:,} cache hits"
         )
-        return {
-            "orders": int(total[0]) if total else 0,
-            "jobs_done": done,
-            "events": int(events[0]) if events else 0,
-        }
+        return {"orders": total, "jobs_done": done, "events": events}
 
 
 def _parser() -> argparse.ArgumentParser:
