@@ -247,9 +247,15 @@ fn open_writer(path: &Path, readonly: bool, settings: &Settings) -> Result<Conne
         let target = path.to_string_lossy();
         let conn = honker_core::open_conn(&target, true).map_err(Error::honker)?;
         exec::control(&conn, "BEGIN IMMEDIATE")?;
-        if let Err(e) = honker_core::bootstrap_honker_schema(&conn) {
+        let bootstrapped = honker_core::bootstrap_honker_schema(&conn)
+            .map_err(Error::honker)
+            .and_then(|()| {
+                conn.execute_batch(crate::ops::EXHAUSTED_INDEX_SQL)
+                    .map_err(Error::run)
+            });
+        if let Err(e) = bootstrapped {
             let _ = exec::control(&conn, "ROLLBACK");
-            return Err(Error::honker(e));
+            return Err(e);
         }
         exec::control(&conn, "COMMIT")?;
         conn
@@ -403,13 +409,47 @@ pub fn for_each_chunk(
 }
 
 /// A database file opened for this process. See `alkdev_storage.connect`.
-#[pyclass(frozen, module = "alkdev_storage._native", name = "Database")]
+/// Subclassable: `alkdev_storage.Database` adds the Python-level queue,
+/// stream and listener objects on top.
+#[pyclass(frozen, subclass, module = "alkdev_storage._native", name = "Database")]
 pub struct Database {
     pub core: Arc<Core>,
 }
 
 #[pymethods]
 impl Database {
+    /// Open (creating if needed) the database file at `path`.
+    #[new]
+    #[pyo3(signature = (path, *, max_readers=4, statement_cache=256, busy_timeout_ms=5000, readonly=false))]
+    pub fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        max_readers: usize,
+        statement_cache: usize,
+        busy_timeout_ms: u64,
+        readonly: bool,
+    ) -> PyResult<Self> {
+        if max_readers == 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "max_readers must be at least 1",
+            ));
+        }
+        if statement_cache == 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "statement_cache must be at least 1",
+            ));
+        }
+        let settings = Settings {
+            statement_cache,
+            busy_timeout: Duration::from_millis(busy_timeout_ms),
+        };
+        let path = path.to_string_lossy().into_owned();
+        let core = open(py, &path, max_readers, settings, readonly)?;
+        Ok(Database {
+            core: Arc::new(core),
+        })
+    }
+
     /// Absolute path of the database file.
     #[getter]
     fn path(&self) -> PathBuf {

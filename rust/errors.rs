@@ -47,6 +47,9 @@ pub enum Error {
     NotSupported(String),
     /// Anything else that is the caller's misuse of the API.
     Programming(String),
+    /// An argument with the right type but an unusable value (a bad
+    /// schedule expression...): Python's `ValueError`.
+    Value(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -160,6 +163,7 @@ fn describe(err: &Error) -> (&'static str, String, i32) {
         ),
         Error::NotSupported(msg) => ("NotSupportedError", msg.clone(), ffi::SQLITE_MISUSE),
         Error::Programming(msg) => ("ProgrammingError", msg.clone(), ffi::SQLITE_MISUSE),
+        Error::Value(msg) => ("", msg.clone(), ffi::SQLITE_MISUSE),
     }
 }
 
@@ -185,6 +189,9 @@ pub fn py_error(py: Python<'_>, class: &str, message: String, code: i32) -> PyEr
 /// Build the Python exception for `err`. The Python side picks the class for
 /// SQLite codes (`_sqlite_error`) and attaches code and name (`_make_error`).
 pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
+    if let Error::Value(msg) = err {
+        return pyo3::exceptions::PyValueError::new_err(msg);
+    }
     let stage = match &err {
         Error::Sqlite { stage, .. } => *stage,
         _ => Stage::Run,

@@ -1,9 +1,6 @@
 //! `alkdev_storage._native`: module registration only. The binding lives in
 //! one file per exposed class; see `database.rs` for the connection model.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use pyo3::prelude::*;
 
 mod convert;
@@ -12,9 +9,11 @@ mod database;
 mod detach;
 mod errors;
 mod exec;
+mod ops;
+mod primitives;
 mod transaction;
 
-use database::{Database, ExecuteResult, Settings};
+use database::{Database, ExecuteResult};
 
 /// Open (creating if needed) the database file at `path`.
 #[pyfunction]
@@ -27,25 +26,14 @@ fn connect(
     busy_timeout_ms: u64,
     readonly: bool,
 ) -> PyResult<Database> {
-    if max_readers == 0 {
-        return Err(pyo3::exceptions::PyValueError::new_err(
-            "max_readers must be at least 1",
-        ));
-    }
-    if statement_cache == 0 {
-        return Err(pyo3::exceptions::PyValueError::new_err(
-            "statement_cache must be at least 1",
-        ));
-    }
-    let settings = Settings {
+    Database::new(
+        py,
+        path,
+        max_readers,
         statement_cache,
-        busy_timeout: Duration::from_millis(busy_timeout_ms),
-    };
-    let path = path.to_string_lossy().into_owned();
-    let core = database::open(py, &path, max_readers, settings, readonly)?;
-    Ok(Database {
-        core: Arc::new(core),
-    })
+        busy_timeout_ms,
+        readonly,
+    )
 }
 
 /// Version of the SQLite library compiled into this module.
@@ -58,6 +46,7 @@ fn sqlite_version() -> &'static str {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_function(wrap_pyfunction!(sqlite_version, m)?)?;
+    m.add_function(wrap_pyfunction!(primitives::cron_next_after, m)?)?;
     m.add_class::<Database>()?;
     m.add_class::<ExecuteResult>()?;
     m.add_class::<transaction::Transaction>()?;

@@ -50,8 +50,13 @@ impl Transaction {
         })
     }
 
+    /// True if this transaction is on `core`'s writer.
+    pub fn belongs_to(&self, core: &Arc<Core>) -> bool {
+        Arc::ptr_eq(&self.core, core)
+    }
+
     /// Run `work` on the transaction's connection, detached.
-    fn with_conn<T, F>(&self, py: Python<'_>, work: F) -> Result<T>
+    pub fn with_conn<T, F>(&self, py: Python<'_>, work: F) -> Result<T>
     where
         T: Send,
         F: FnOnce(&Connection) -> Result<T> + Send,
