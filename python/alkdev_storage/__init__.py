@@ -14,13 +14,12 @@
 from __future__ import annotations
 
 from alkdev_storage import errors
+from alkdev_storage._database import Database, connect
 from alkdev_storage._native import (
-    Database,
     ExecuteResult,
     RowIterator,
     Savepoint,
     Transaction,
-    connect,
     sqlite_version,
 )
 from alkdev_storage.errors import (
@@ -52,6 +51,17 @@ from alkdev_storage.errors import (
     TransactionClosedError,
     Warning,
 )
+from alkdev_storage.pubsub import Listener, Lock, LockHeld, Notification
+from alkdev_storage.queues import Job, Outbox, Queue
+from alkdev_storage.scheduler import (
+    CronSchedule,
+    LeadershipLost,
+    NoSchedulesError,
+    Scheduler,
+    crontab,
+    every_s,
+)
+from alkdev_storage.streams import Event, Stream, Subscription
 
 __version__ = "0.1.0"
 
@@ -60,36 +70,52 @@ __all__ = [
     "CantOpenError",
     "ConstraintError",
     "CorruptError",
+    "CronSchedule",
     "DataError",
     "Database",
     "DatabaseClosedError",
     "DatabaseError",
     "DiskIOError",
     "Error",
+    "Event",
     "ExecuteResult",
     "FullError",
     "IntegrityError",
     "InterfaceError",
     "InternalError",
     "InterruptError",
+    "Job",
+    "LeadershipLost",
+    "Listener",
+    "Lock",
+    "LockHeld",
     "LockedError",
     "NestedTransactionError",
+    "NoSchedulesError",
     "NotADatabaseError",
     "NotSupportedError",
+    "Notification",
     "OperationalError",
+    "Outbox",
     "ParameterCountError",
     "ParameterOverflowError",
     "ParameterTypeError",
     "ProgrammingError",
+    "Queue",
     "ReadOnlyError",
     "RowIterator",
     "Savepoint",
+    "Scheduler",
     "SchemaChangedError",
+    "Stream",
+    "Subscription",
     "Transaction",
     "TransactionClosedError",
     "Warning",
     "__version__",
     "connect",
+    "crontab",
     "errors",
+    "every_s",
     "sqlite_version",
 ]

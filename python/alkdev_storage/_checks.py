@@ -1,0 +1,66 @@
+"""Argument checks and JSON encoding shared by the primitives.
+
+Every public primitive validates its arguments here *before* anything is
+written, so a bad call raises and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from alkdev_storage._native import Transaction
+
+
+def whole(name: str, value: object, *, minimum: int | None = None) -> int:
+    """`value` as an int (bools refused), at least `minimum` if given."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def optional_whole(name: str, value: object, *, minimum: int | None = None) -> int | None:
+    return None if value is None else whole(name, value, minimum=minimum)
+
+
+def seconds(name: str, value: object, *, minimum: int = 1) -> int:
+    """A duration in whole seconds; floats are accepted when whole."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return whole(name, value, minimum=minimum)
+
+
+def text(name: str, value: object, *, empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if not empty and not value:
+        raise ValueError(f"{name} must not be empty")
+    return value
+
+
+def dumps(payload: Any, what: str = "payload") -> str:
+    """JSON text of `payload`, as honker stores it (``json.dumps`` defaults).
+
+    NaN and infinities are refused: they are not JSON, and other bindings
+    (``JSON.parse`` in Node) could not read the row back.
+    """
+    try:
+        return json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def loads(raw: str) -> Any:
+    return json.loads(raw)
+
+
+def native_tx(tx: object) -> Transaction | None:
+    """The native transaction behind `tx` (ours, or a wrapper around one)."""
+    if tx is None or isinstance(tx, Transaction):
+        return tx
+    inner = getattr(tx, "_tx", None)
+    if isinstance(inner, Transaction):
+        return inner
+    raise TypeError(f"tx must be a transaction from db.transaction(), not {type(tx).__name__}")

@@ -1,0 +1,288 @@
+"""Durable event streams: honker's `_honker_stream` table.
+
+>>> import alkdev_storage as alk, tempfile, os
+>>> db = alk.connect(os.path.join(tempfile.mkdtemp(), "app.db"))
+>>> orders = db.stream("orders")
+>>> orders.publish({"id": 1}, key="o-1")
+1
+>>> [(e.offset, e.key, e.payload) for e in orders.read_since(0)]
+[(1, 'o-1', {'id': 1})]
+>>> db.close()
+
+Offsets are global across topics and only grow, so a consumer of several
+topics sees one total order. A named consumer's offset is saved per topic
+and only moves forward; delivery is at-least-once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from alkdev_storage import _checks as check
+from alkdev_storage._waiting import AsyncChange, SyncChange
+
+if TYPE_CHECKING:
+    from alkdev_storage._database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One stream event; `payload` is the decoded JSON."""
+
+    offset: int
+    topic: str
+    key: str | None
+    payload: Any
+    created_at: int
+
+
+def _events(rows: list[tuple[int, str, str | None, str, int]]) -> list[Event]:
+    return [Event(o, t, k, check.loads(p), c) for o, t, k, p, c in rows]
+
+
+class Stream:
+    """A named topic. Get one with ``db.stream(name)``."""
+
+    def __init__(self, db: Database, name: str) -> None:
+        self._db = db
+        self.name = check.text("stream name", name)
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.name!r}>"
+
+    def publish(self, payload: Any, key: str | None = None, tx: object = None) -> int:
+        """Append an event; its offset. In `tx` it lands only if `tx` commits."""
+        raw = check.dumps(payload)
+        if key is not None:
+            check.text("key", key, empty=True)
+        return self._db._publish(self.name, raw, key, tx=check.native_tx(tx))
+
+    def publish_many(
+        self,
+        payloads: Iterable[Any],
+        keys: Sequence[str | None] | None = None,
+        tx: object = None,
+    ) -> list[int]:
+        """Append many events in one transaction (or in `tx`); their offsets."""
+        raws = [check.dumps(p) for p in payloads]
+        key_list = None if keys is None else list(keys)
+        return self._db._publish_many(self.name, raws, key_list, tx=check.native_tx(tx))
+
+    def read_since(self, offset: int, limit: int = 1000) -> list[Event]:
+        """Events after `offset`, oldest first (a reader snapshot)."""
+        check.whole("offset", offset, minimum=0)
+        check.whole("limit", limit, minimum=1)
+        return _events(self._db._read_since([(self.name, offset)], limit))
+
+    _read_since = read_since
+
+    def save_offset(self, consumer: str, offset: int, tx: object = None) -> bool:
+        """Record that `consumer` has handled everything up to `offset`.
+        Never moves back; True if it moved."""
+        name = check.text("consumer", consumer)
+        check.whole("offset", offset, minimum=0)
+        return self._db._save_offset(name, self.name, offset, tx=check.native_tx(tx))
+
+    def get_offset(self, consumer: str) -> int:
+        """The offset saved for `consumer` (0 if none)."""
+        return self._db._get_offset(check.text("consumer", consumer), self.name)
+
+    def subscribe(
+        self,
+        consumer: str | None = None,
+        from_offset: int | None = None,
+        save_every_n: int = 1000,
+        save_every_s: float = 1.0,
+    ) -> Subscription:
+        """Replay then follow this topic; see `Subscription`."""
+        return Subscription(
+            self._db,
+            [self.name],
+            consumer=consumer,
+            from_offset=from_offset,
+            save_every_n=save_every_n,
+            save_every_s=save_every_s,
+        )
+
+
+class Subscription:
+    """Events of one or several topics in offset order: replay, then live.
+
+    Iterate with ``for`` (blocking) or ``async for``. With a `consumer`, the
+    start is its saved offset per topic (unless `from_offset` is given) and
+    progress is saved as you go: the offset of an event is saved once you
+    ask for a later one (batched by `save_every_n` / `save_every_s`) and on
+    `close()`, so a crash redelivers at most the unsaved tail
+    (at-least-once). Without a consumer, reading starts at `from_offset`
+    (default 0: the whole retained stream).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        topics: Sequence[str],
+        *,
+        consumer: str | None = None,
+        from_offset: int | None = None,
+        save_every_n: int = 1000,
+        save_every_s: float = 1.0,
+        batch: int = 512,
+    ) -> None:
+        if not topics:
+            raise ValueError("subscribe to at least one topic")
+        self._db = db
+        self.topics = tuple(dict.fromkeys(check.text("topic", t) for t in topics))
+        self.consumer = None if consumer is None else check.text("consumer", consumer)
+        self._save_every_n = check.whole("save_every_n", save_every_n, minimum=1)
+        if save_every_s < 0:
+            raise ValueError("save_every_s must not be negative")
+        self._save_every_s = save_every_s
+        self._batch = check.whole("batch", batch, minimum=1)
+        if from_offset is not None:
+            check.whole("from_offset", from_offset, minimum=0)
+        self._cursor: dict[str, int] = {}
+        for topic in self.topics:
+            if from_offset is not None:
+                self._cursor[topic] = from_offset
+            elif self.consumer is not None:
+                self._cursor[topic] = db._get_offset(self.consumer, topic)
+            else:
+                self._cursor[topic] = 0
+        self._done = dict(self._cursor)
+        self._saved = dict(self._cursor)
+        self._in_hand: dict[str, int] = {}
+        self._unsaved = 0
+        self._last_save = time.monotonic()
+        self._buffer: list[Event] = []
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Subscription {list(self.topics)} consumer={self.consumer!r}>"
+
+    @property
+    def offsets(self) -> dict[str, int]:
+        """Per topic, the offset of the last event handed out."""
+        return dict(self._cursor)
+
+    def _fill(self) -> bool:
+        if not self._buffer:
+            rows = self._db._read_since(list(self._cursor.items()), self._batch)
+            self._buffer = _events(rows)
+            self._buffer.reverse()
+        return bool(self._buffer)
+
+    def _settle(self) -> None:
+        """The caller asked for more, so what it holds is done."""
+        if not self._in_hand:
+            return
+        self._unsaved += 1
+        self._done.update(self._in_hand)
+        self._in_hand = {}
+        due = time.monotonic() - self._last_save >= self._save_every_s
+        if self._unsaved >= self._save_every_n or due:
+            self.flush()
+
+    def _handout(self) -> Event:
+        self._settle()
+        event = self._buffer.pop()
+        self._cursor[event.topic] = event.offset
+        self._in_hand[event.topic] = event.offset
+        return event
+
+    def flush(self) -> None:
+        """Save the consumer's offsets of the events already done (no-op
+        without a consumer)."""
+        if self.consumer is None:
+            return
+        changed = [(t, o) for t, o in self._done.items() if o > self._saved.get(t, 0)]
+        if changed:
+            self._db._save_offsets(self.consumer, changed)
+            self._saved.update(changed)
+        self._unsaved = 0
+        self._last_save = time.monotonic()
+
+    def poll(self) -> list[Event]:
+        """Every event available now (possibly none), without waiting. The
+        events returned count as done at the next call."""
+        self._check_open()
+        self._settle()
+        out: list[Event] = []
+        while self._fill():
+            event = self._buffer.pop()
+            self._cursor[event.topic] = event.offset
+            self._in_hand[event.topic] = event.offset
+            out.append(event)
+        return out
+
+    def next(self, timeout: float | None = None) -> Event | None:
+        """The next event, waiting up to `timeout` seconds (None: forever)."""
+        self._check_open()
+        if self._fill():
+            return self._handout()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with SyncChange(self._db.path) as change:
+            while not self._fill():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                change.wait(1.0 if left is None else min(left, 1.0))
+                self._check_open()
+        return self._handout()
+
+    def __iter__(self) -> Iterator[Event]:
+        while not self._closed:
+            event = self.next(timeout=1.0)
+            if event is not None:
+                yield event
+
+    async def anext(self, timeout: float | None = None) -> Event | None:
+        """Async form of `next`."""
+        self._check_open()
+        if self._fill():
+            return self._handout()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with AsyncChange(self._db.path) as change:
+            while not self._fill():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                await change.wait(15.0 if left is None else min(left, 15.0))
+                self._check_open()
+        return self._handout()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._aiter()
+
+    async def _aiter(self) -> AsyncIterator[Event]:
+        while not self._closed:
+            event = await self.anext(timeout=15.0)
+            if event is not None:
+                yield event
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("subscription is closed")
+
+    def close(self) -> None:
+        """Save progress (the last event handed out counts as done) and stop."""
+        if self._closed:
+            return
+        self._done.update(self._in_hand)
+        self._in_hand = {}
+        self.flush()
+        self._closed = True
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
