@@ -13,6 +13,8 @@ mod detach;
 mod errors;
 mod exec;
 mod transaction;
+#[cfg(unix)]
+mod watch;
 
 use database::{Database, ExecuteResult, Settings};
 
@@ -63,5 +65,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transaction::Transaction>()?;
     m.add_class::<transaction::Savepoint>()?;
     m.add_class::<cursor::RowIterator>()?;
+    #[cfg(unix)]
+    {
+        m.add_function(wrap_pyfunction!(watch::watch, m)?)?;
+        m.add_function(wrap_pyfunction!(watch::watcher_info, m)?)?;
+        m.add_function(wrap_pyfunction!(watch::configure_watcher, m)?)?;
+        m.add_function(wrap_pyfunction!(watch::_crash_watcher, m)?)?;
+        m.add_class::<watch::Watch>()?;
+        m.add_class::<watch::WakeHub>()?;
+    }
     Ok(())
 }
