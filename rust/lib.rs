@@ -12,6 +12,8 @@ mod exec;
 mod ops;
 mod primitives;
 mod transaction;
+#[cfg(unix)]
+mod watch;
 
 use database::{Database, ExecuteResult};
 
@@ -52,5 +54,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transaction::Transaction>()?;
     m.add_class::<transaction::Savepoint>()?;
     m.add_class::<cursor::RowIterator>()?;
+    #[cfg(unix)]
+    {
+        m.add_function(wrap_pyfunction!(watch::watch, m)?)?;
+        m.add_function(wrap_pyfunction!(watch::watcher_info, m)?)?;
+        m.add_function(wrap_pyfunction!(watch::configure_watcher, m)?)?;
+        m.add_function(wrap_pyfunction!(watch::_crash_watcher, m)?)?;
+        m.add_class::<watch::Watch>()?;
+        m.add_class::<watch::WakeHub>()?;
+    }
     Ok(())
 }

@@ -4,7 +4,7 @@ import os
 import pathlib
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self, TypeAlias, final, overload
+from typing import Any, Literal, Self, TypeAlias, TypedDict, final, overload
 
 __all__ = [
     "Database",
@@ -12,9 +12,15 @@ __all__ = [
     "RowIterator",
     "Savepoint",
     "Transaction",
+    "WakeHub",
+    "Watch",
+    "_crash_watcher",
+    "configure_watcher",
     "connect",
     "cron_next_after",
     "sqlite_version",
+    "watch",
+    "watcher_info",
 ]
 
 _Param: TypeAlias = int | float | str | bytes | bool | bytearray | memoryview | None
@@ -285,3 +291,60 @@ class RowIterator:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+# -- wakes (rust/watch.rs) ---------------------------------------------------
+
+class _WatcherInfo(TypedDict):
+    running: bool
+    backend: Literal["inotify", "polling"]
+    requested_backend: Literal["auto", "inotify", "polling"]
+    watched_files: int
+    watched_directories: int
+    hot_files: int
+    checks: int
+    wakes: int
+    hints: int
+    errors: int
+    thread_starts: int
+    last_error: str | None
+    fallback_interval_ms: float
+    hot_window_ms: float
+    hot_interval_ms: float
+    idle_poll_ms: float
+
+def watch(path: str | os.PathLike[str], *, hub: WakeHub | None = None, token: int = 0) -> Watch: ...
+def watcher_info() -> _WatcherInfo: ...
+def configure_watcher(
+    *,
+    fallback_interval_ms: int | None = None,
+    hot_window_ms: int | None = None,
+    idle_poll_ms: int | None = None,
+    backend: Literal["auto", "inotify", "polling"] | None = None,
+) -> None: ...
+def _crash_watcher() -> None: ...
+
+@final
+class Watch:
+    @property
+    def path(self) -> pathlib.Path: ...
+    @property
+    def closed(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+    def changed(self) -> bool: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Watch: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+@final
+class WakeHub:
+    def __new__(cls) -> WakeHub: ...
+    @property
+    def closed(self) -> bool: ...
+    def fileno(self) -> int: ...
+    def drain(self) -> list[int]: ...
+    def close(self) -> None: ...
