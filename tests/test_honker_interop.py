@@ -888,15 +888,13 @@ def test_results_match_the_sql_functions(run: Runner) -> None:
 def test_jobs_cross_between_paths_on_one_file(tmp_path: Path) -> None:
     db = alk.connect(tmp_path / "app.db")
     q = db.queue("mixed", visibility_timeout_s=TIMEOUT)
+    # Node-style JSON (no spaces, raw UTF-8) is read like ours.
+    node_json = json.dumps(
+        {"from": "sql", "name": "Zoë"}, separators=(",", ":"), ensure_ascii=False
+    )
     with db.transaction() as tx:
-        # Node-style JSON (no spaces, raw UTF-8) is read like ours.
         (by_sql,) = tx.query_one(
-            "SELECT honker_enqueue('mixed', ?, NULL, NULL, 7, 4, NULL)",
-            (
-                json.dumps(
-                    {"from": "sql", "name": "Zoë"}, separators=(",", ":"), ensure_ascii=False
-                ),
-            ),
+            "SELECT honker_enqueue('mixed', ?, NULL, NULL, 7, 4, NULL)", (node_json,)
         )
     by_native = q.enqueue({"from": "native"}, priority=1)
     job = q.claim_one("native-worker")
@@ -914,12 +912,13 @@ def test_jobs_cross_between_paths_on_one_file(tmp_path: Path) -> None:
         assert [(j["id"], json.loads(j["payload"])) for j in claimed] == [
             (by_native, {"from": "native"})
         ]
-        # A claim made by SQL is ours to ack natively, and the reverse.
+        # Our claim is acked through SQL, in the same transaction.
         assert tx.query_one("SELECT honker_ack(?, 'native-worker')", (job.id,)) == (1,)
+    # The SQL claim is checked and retried natively.
     assert q.ack(by_native, "native-worker") is False
     assert q.retry(by_native, "sql-worker", 0, "again") is True
-    assert db.query_one("SELECT honker_get_job(?)", (by_native,)) is not None
-    got = json.loads(db.query_one("SELECT honker_get_job(?)", (by_native,))[0])
+    (raw,) = db.query_one("SELECT honker_get_job(?)", (by_native,))
+    got = json.loads(raw)
     assert (got["state"], got["attempts"], got["worker_id"]) == ("pending", 1, None)
     again = q.claim_one("native-worker")
     assert again is not None and again.attempts == 2

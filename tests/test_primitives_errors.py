@@ -79,6 +79,9 @@ def unchanged(world: World) -> Iterator[World]:
     assert snapshot(world.db) == before
 
 
+CIRCULAR: list[Any] = []
+CIRCULAR.append(CIRCULAR)
+
 NOT_JSON = [
     pytest.param(object(), TypeError, id="object"),
     pytest.param({1, 2}, TypeError, id="set"),
@@ -87,6 +90,7 @@ NOT_JSON = [
     pytest.param(float("nan"), ValueError, id="nan"),
     pytest.param(float("inf"), ValueError, id="inf"),
     pytest.param({"deep": [1, float("-inf")]}, ValueError, id="nested-neg-inf"),
+    pytest.param(CIRCULAR, ValueError, id="circular"),
 ]
 
 PAYLOAD_TAKERS: list[Any] = [
@@ -102,10 +106,13 @@ PAYLOAD_TAKERS: list[Any] = [
         id="scheduler.add",
     ),
     pytest.param(lambda w, v: w.scheduler.update("nightly", payload=v), id="scheduler.update"),
-    pytest.param(
-        lambda w, v: honker.open(w.db.path).transaction().notify("ch", v), id="honker.notify"
-    ),
+    pytest.param(lambda w, v: honker_notify(w, v), id="honker.notify"),
 ]
+
+
+def honker_notify(w: World, value: Any) -> None:
+    with honker.Transaction(w.db.transaction()) as tx:
+        tx.notify("ch", value)
 
 
 @pytest.mark.parametrize(("value", "error"), NOT_JSON)
@@ -115,10 +122,6 @@ def test_payloads_that_are_not_json_are_refused(
 ) -> None:
     with pytest.raises(error, match="JSON"):
         call(unchanged, value)
-
-
-def q(w: World) -> alk.Queue:
-    return w.queue
 
 
 BAD_ARGUMENTS: list[Any] = [
@@ -131,46 +134,46 @@ BAD_ARGUMENTS: list[Any] = [
     (lambda w: w.db.queue("n", max_attempts=0), ValueError, "max_attempts"),
     (lambda w: w.db.queue("n", max_attempts=True), TypeError, "max_attempts"),
     (lambda w: w.db.queue("q", max_attempts=9), ValueError, "already open"),
-    (lambda w: q(w).enqueue(1, delay=-1), ValueError, "delay"),
-    (lambda w: q(w).enqueue(1, delay="5"), TypeError, "delay"),
-    (lambda w: q(w).enqueue(1, delay=1.5), TypeError, "delay"),
-    (lambda w: q(w).enqueue(1, run_at="now"), TypeError, "run_at"),
-    (lambda w: q(w).enqueue(1, priority=1.5), TypeError, "priority"),
-    (lambda w: q(w).enqueue(1, priority=None), TypeError, "priority"),
-    (lambda w: q(w).enqueue(1, max_attempts=0), ValueError, "max_attempts"),
-    (lambda w: q(w).enqueue(1, max_attempts=-1), ValueError, "max_attempts"),
-    (lambda w: q(w).enqueue(1, expires=0), ValueError, "expires"),
-    (lambda w: q(w).enqueue(1, expires=-10), ValueError, "expires"),
-    (lambda w: q(w).enqueue(1, tx="not a tx"), TypeError, "tx"),
-    (lambda w: q(w).enqueue_many([1, 2], delay=-1), ValueError, "delay"),
-    (lambda w: q(w).claim_batch(WORKER, 0), ValueError, "n must be at least 1"),
-    (lambda w: q(w).claim_batch(WORKER, -1), ValueError, "n must be at least 1"),
-    (lambda w: q(w).claim_batch(WORKER, "1"), TypeError, "n must be an int"),
-    (lambda w: q(w).claim_batch(WORKER, True), TypeError, "n must be an int"),
-    (lambda w: q(w).claim_batch(5, 1), TypeError, "worker_id"),
-    (lambda w: q(w).claim_batch("", 1), ValueError, "worker_id"),
-    (lambda w: q(w).ack(str(w.claimed), WORKER), TypeError, "job_id"),
-    (lambda w: q(w).ack(w.claimed, None), TypeError, "worker_id"),
-    (lambda w: q(w).ack_batch([w.claimed, "2"], WORKER), TypeError, "job id"),
-    (lambda w: q(w).retry(w.claimed, WORKER, delay_s=-1), ValueError, "delay_s"),
-    (lambda w: q(w).retry(w.claimed, WORKER, error=5), TypeError, "error"),
-    (lambda w: q(w).fail(w.claimed, WORKER, error=None), TypeError, "error"),
-    (lambda w: q(w).heartbeat(w.claimed, WORKER, 0), ValueError, "extend_s"),
-    (lambda w: q(w).heartbeat(w.claimed, WORKER, -3), ValueError, "extend_s"),
-    (lambda w: q(w).heartbeat(w.claimed, WORKER, "9"), TypeError, "extend_s"),
-    (lambda w: q(w).cancel("1"), TypeError, "job_id"),
-    (lambda w: q(w).get_job(None), TypeError, "job_id"),
-    (lambda w: q(w).save_result(w.claimed, 1, ttl=0), ValueError, "ttl"),
-    (lambda w: q(w).save_result(w.claimed, 1, ttl=-1), ValueError, "ttl"),
-    (lambda w: q(w).save_result(str(w.claimed), 1), TypeError, "job_id"),
-    (lambda w: q(w).get_result("x"), TypeError, "job_id"),
+    (lambda w: w.queue.enqueue(1, delay=-1), ValueError, "delay"),
+    (lambda w: w.queue.enqueue(1, delay="5"), TypeError, "delay"),
+    (lambda w: w.queue.enqueue(1, delay=1.5), TypeError, "delay"),
+    (lambda w: w.queue.enqueue(1, run_at="now"), TypeError, "run_at"),
+    (lambda w: w.queue.enqueue(1, priority=1.5), TypeError, "priority"),
+    (lambda w: w.queue.enqueue(1, priority=None), TypeError, "priority"),
+    (lambda w: w.queue.enqueue(1, max_attempts=0), ValueError, "max_attempts"),
+    (lambda w: w.queue.enqueue(1, max_attempts=-1), ValueError, "max_attempts"),
+    (lambda w: w.queue.enqueue(1, expires=0), ValueError, "expires"),
+    (lambda w: w.queue.enqueue(1, expires=-10), ValueError, "expires"),
+    (lambda w: w.queue.enqueue(1, tx="not a tx"), TypeError, "tx"),
+    (lambda w: w.queue.enqueue_many([1, 2], delay=-1), ValueError, "delay"),
+    (lambda w: w.queue.claim_batch(WORKER, 0), ValueError, "n must be at least 1"),
+    (lambda w: w.queue.claim_batch(WORKER, -1), ValueError, "n must be at least 1"),
+    (lambda w: w.queue.claim_batch(WORKER, "1"), TypeError, "n must be an int"),
+    (lambda w: w.queue.claim_batch(WORKER, True), TypeError, "n must be an int"),
+    (lambda w: w.queue.claim_batch(5, 1), TypeError, "worker_id"),
+    (lambda w: w.queue.claim_batch("", 1), ValueError, "worker_id"),
+    (lambda w: w.queue.ack(str(w.claimed), WORKER), TypeError, "job_id"),
+    (lambda w: w.queue.ack(w.claimed, None), TypeError, "worker_id"),
+    (lambda w: w.queue.ack_batch([w.claimed, "2"], WORKER), TypeError, "job id"),
+    (lambda w: w.queue.retry(w.claimed, WORKER, delay_s=-1), ValueError, "delay_s"),
+    (lambda w: w.queue.retry(w.claimed, WORKER, error=5), TypeError, "error"),
+    (lambda w: w.queue.fail(w.claimed, WORKER, error=None), TypeError, "error"),
+    (lambda w: w.queue.heartbeat(w.claimed, WORKER, 0), ValueError, "extend_s"),
+    (lambda w: w.queue.heartbeat(w.claimed, WORKER, -3), ValueError, "extend_s"),
+    (lambda w: w.queue.heartbeat(w.claimed, WORKER, "9"), TypeError, "extend_s"),
+    (lambda w: w.queue.cancel("1"), TypeError, "job_id"),
+    (lambda w: w.queue.get_job(None), TypeError, "job_id"),
+    (lambda w: w.queue.save_result(w.claimed, 1, ttl=0), ValueError, "ttl"),
+    (lambda w: w.queue.save_result(w.claimed, 1, ttl=-1), ValueError, "ttl"),
+    (lambda w: w.queue.save_result(str(w.claimed), 1), TypeError, "job_id"),
+    (lambda w: w.queue.get_result("x"), TypeError, "job_id"),
     (lambda w: w.db.outbox("o", "not callable"), TypeError, "callable"),
     (lambda w: w.db.outbox("o", print, base_backoff_s=-1), ValueError, "base_backoff_s"),
     # streams
     (lambda w: w.db.stream(1), TypeError, "stream name"),
     (lambda w: w.stream.publish(1, key=5), TypeError, "key"),
     (lambda w: w.stream.publish_many([1, 2], keys=["only one"]), ValueError, "1 keys"),
-    (lambda w: w.stream.publish_many([1], keys=[5]), TypeError, ""),
+    (lambda w: w.stream.publish_many([1], keys=[5]), TypeError, "str"),
     (lambda w: w.stream.read_since(-1), ValueError, "offset"),
     (lambda w: w.stream.read_since(0, limit=0), ValueError, "limit"),
     (lambda w: w.stream.read_since(0, limit=-1), ValueError, "limit"),
@@ -233,6 +236,11 @@ BAD_ARGUMENTS: list[Any] = [
     (lambda w: alk.crontab("bogus"), ValueError, "invalid schedule"),
     (lambda w: alk.every_s(0), ValueError, "n must be at least 1"),
     (lambda w: honker.open(w.db.path, watcher_backend="inotify"), ValueError, "backend"),
+    (
+        lambda w: honker.open(w.db.path, watcher_poll_interval_ms=0),
+        ValueError,
+        "watcher_poll_interval_ms",
+    ),
 ]
 
 
@@ -243,14 +251,13 @@ def sched_add(w: World, **changes: Any) -> None:
 
 @pytest.mark.parametrize(
     ("call", "error", "match"),
-    [pytest.param(*case, id=f"{i}-{case[1].__name__}-{case[2]}") for i, case in enumerate(BAD_ARGUMENTS)],
+    [pytest.param(*case, id=f"{i}-{case[1].__name__}") for i, case in enumerate(BAD_ARGUMENTS)],
 )
 def test_bad_arguments_raise_and_change_nothing(
     unchanged: World, call: Callable[[World], Any], error: type[Exception], match: str
 ) -> None:
-    with pytest.raises(error, match=match) as info:
+    with pytest.raises(error, match=match):
         call(unchanged)
-    assert not isinstance(info.value, AssertionError)
 
 
 def test_someone_elses_job_is_false_and_untouched(unchanged: World) -> None:
@@ -297,7 +304,9 @@ def test_a_late_worker_cannot_touch_a_reclaimed_job(world: World) -> None:
     w = world
     job = w.queue.claim_one("first")  # the pending job is not due: nothing
     assert job is None
-    w.db.execute("UPDATE _honker_live SET claim_expires_at = unixepoch() - 1 WHERE id = ?", (w.claimed,))
+    w.db.execute(
+        "UPDATE _honker_live SET claim_expires_at = unixepoch() - 1 WHERE id = ?", (w.claimed,)
+    )
     late = w.queue.get_job(w.claimed)
     assert late is not None and late["worker_id"] == WORKER
     taken = w.queue.claim_one("second")
@@ -319,7 +328,7 @@ def test_a_transaction_of_another_database_is_refused(world: World, tmp_path: Pa
     tx = other.transaction()
     tx.execute("INSERT INTO t VALUES (1)")
     wrapped = honker.Transaction(tx)
-    calls: list[Callable[[Any], Any]] = [
+    public: list[Callable[[Any], Any]] = [
         lambda t: w.queue.enqueue(1, tx=t),
         lambda t: w.queue.enqueue_many([1, 2], tx=t),
         lambda t: w.queue.ack(w.claimed, WORKER, tx=t),
@@ -336,13 +345,20 @@ def test_a_transaction_of_another_database_is_refused(world: World, tmp_path: Pa
         lambda t: w.db.lock("L2", owner="x").acquire(tx=t),
         lambda t: w.db.lock("L", owner="holder").release(tx=t),
         lambda t: w.scheduler.add(name="x", queue="q", schedule="* * * * *", tx=t),
-        lambda t: w.db._get_job(w.claimed, tx=t),
-        lambda t: w.db._scheduler_tick(2**40, tx=t),
     ]
-    for call in calls:
+    for call in public:
         for t in (tx, wrapped):
             with pytest.raises(ProgrammingError, match="different database"):
-                call(t if t is tx or call is not calls[-1] else tx)
+                call(t)
+    # Reads in a transaction, and the native methods, check it too.
+    for native in (
+        lambda: w.db._get_job(w.claimed, tx=tx),
+        lambda: w.db._get_offset("c", "s", tx=tx),
+        lambda: w.db._scheduler_tick(2**40, tx=tx),
+        lambda: w.db._claim("q", "w", 5, 30, tx=tx),
+    ):
+        with pytest.raises(ProgrammingError, match="different database"):
+            native()
     # The foreign transaction is still usable, and holds only its own write.
     assert tx.active
     assert tx.query("SELECT x FROM t") == [(1,)]
@@ -463,5 +479,83 @@ def test_a_tick_failing_half_way_enqueues_nothing(world: World) -> None:
     with w.db.transaction() as tx:
         kept = w.queue.enqueue({"kept": True}, tx=tx)
         with pytest.raises(ValueError, match="invalid schedule"):
-            w.scheduler.tick(now=2**31)  # not in tx: it waits for ours? no: own tx
+            w.db._scheduler_tick(2**31, tx=tx)
+        assert tx.query("SELECT id FROM _honker_live WHERE id > ?", (kept,)) == []
     assert w.queue.get_job(kept) is not None
+    after = snapshot(w.db)
+    assert after["_honker_scheduler_tasks"] == before["_honker_scheduler_tasks"]
+    assert [r[0] for r in after["_honker_live"]] == [r[0] for r in before["_honker_live"]] + [kept]
+
+
+I64_MAX = 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda w: w.queue.enqueue(1, delay=I64_MAX + 1), id="delay"),
+        pytest.param(lambda w: w.queue.enqueue(1, run_at=-(2**63) - 1), id="run_at"),
+        pytest.param(lambda w: w.queue.enqueue(1, priority=I64_MAX + 1), id="priority"),
+        pytest.param(lambda w: w.queue.claim_batch(WORKER, I64_MAX + 1), id="n"),
+        pytest.param(lambda w: w.queue.ack(I64_MAX + 1, WORKER), id="job_id"),
+        pytest.param(lambda w: w.stream.save_offset("c", I64_MAX + 1), id="offset"),
+        pytest.param(lambda w: w.db.try_rate_limit("api", I64_MAX + 1, 60), id="limit"),
+    ],
+)
+def test_integers_beyond_64_bits_are_refused(
+    unchanged: World, call: Callable[[World], Any]
+) -> None:
+    with pytest.raises(OverflowError):
+        call(unchanged)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=pytest.fail.Exception,  # "DID NOT RAISE"
+    reason="library bug: durations are checked for a minimum only; now + duration overflows "
+    "SQLite's INTEGER and is stored as a REAL timestamp, after which reads of the row (and "
+    "every claim of its queue, for expires) raise OperationalError 'Invalid column type Real'",
+)
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda w: w.queue.enqueue(1, delay=I64_MAX), id="enqueue-delay"),
+        pytest.param(lambda w: w.queue.enqueue(1, expires=I64_MAX), id="enqueue-expires"),
+        pytest.param(lambda w: w.queue.retry(w.claimed, WORKER, I64_MAX), id="retry-delay"),
+        pytest.param(lambda w: w.queue.heartbeat(w.claimed, WORKER, I64_MAX), id="heartbeat"),
+        pytest.param(lambda w: w.queue.save_result(w.claimed, 1, ttl=I64_MAX), id="result-ttl"),
+        pytest.param(lambda w: w.db.lock("L2", ttl=I64_MAX).acquire(), id="lock-ttl"),
+        pytest.param(lambda w: w.db.queue("v", visibility_timeout_s=I64_MAX), id="visibility"),
+        pytest.param(
+            lambda w: w.scheduler.add(name="x", queue="q", schedule="* * * * *", expires=I64_MAX),
+            id="schedule-expires",
+        ),
+    ],
+)
+def test_durations_too_long_for_a_timestamp_are_refused(
+    world: World, call: Callable[[World], Any]
+) -> None:
+    before = snapshot(world.db)
+    with pytest.raises((ValueError, OverflowError)):
+        call(world)
+    assert snapshot(world.db) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=alk.OperationalError,
+    reason="library bug: enqueue(expires=2**63 - 1) is accepted and stores a REAL expires_at; "
+    "every later claim_batch on the queue raises OperationalError",
+)
+def test_one_bad_expiry_does_not_stop_a_queue(world: World) -> None:
+    w = world
+    try:
+        w.queue.enqueue({"bad": True}, expires=I64_MAX)
+    except (ValueError, OverflowError):
+        pass  # refusing it is fine too
+    good = w.queue.enqueue({"good": True}, priority=99)
+    jobs = w.queue.claim_batch("w", 10)
+    assert good in [j.id for j in jobs]
+    assert w.db.query("SELECT count(*) FROM _honker_live WHERE typeof(expires_at) = 'real'") == [
+        (0,)
+    ]
