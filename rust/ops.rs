@@ -14,6 +14,8 @@
 //! the queue. Its result is the same; its cost no longer grows with the
 //! backlog.
 
+use std::sync::Arc;
+
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Row};
 
 use crate::errors::{Error, Result};
@@ -34,16 +36,17 @@ pub struct Op<'a> {
     pub stats: &'a Stats,
 }
 
-/// One row of `_honker_live` (every column), as claimed or read.
+/// One row of `_honker_live` (every column), as claimed or read. The
+/// strings every row of a claim shares are shared, not copied.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: i64,
-    pub queue: String,
+    pub queue: Arc<str>,
     pub payload: String,
-    pub state: String,
+    pub state: Arc<str>,
     pub priority: i64,
     pub run_at: i64,
-    pub worker_id: Option<String>,
+    pub worker_id: Option<Arc<str>>,
     pub claim_expires_at: Option<i64>,
     pub attempts: i64,
     pub max_attempts: i64,
@@ -58,12 +61,12 @@ impl Job {
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         Ok(Job {
             id: r.get(0)?,
-            queue: r.get(1)?,
+            queue: Arc::from(r.get_ref(1)?.as_str()?),
             payload: r.get(2)?,
-            state: r.get(3)?,
+            state: Arc::from(r.get_ref(3)?.as_str()?),
             priority: r.get(4)?,
             run_at: r.get(5)?,
-            worker_id: r.get(6)?,
+            worker_id: r.get_ref(6)?.as_str_or_null()?.map(Arc::from),
             claim_expires_at: r.get(7)?,
             attempts: r.get(8)?,
             max_attempts: r.get(9)?,
@@ -71,7 +74,31 @@ impl Job {
             expires_at: r.get(11)?,
         })
     }
+
+    /// A row returned by the claim's UPDATE (`CLAIMED_COLUMNS`), whose
+    /// queue, worker and state (`[queue, worker, "processing"]`) are the
+    /// claim's own.
+    fn claimed(r: &Row<'_>, shared: &[Arc<str>; 3]) -> rusqlite::Result<Job> {
+        let [queue, worker, processing] = shared;
+        Ok(Job {
+            id: r.get(0)?,
+            queue: queue.clone(),
+            payload: r.get(1)?,
+            state: processing.clone(),
+            priority: r.get(2)?,
+            run_at: r.get(3)?,
+            worker_id: Some(worker.clone()),
+            claim_expires_at: r.get(4)?,
+            attempts: r.get(5)?,
+            max_attempts: r.get(6)?,
+            created_at: r.get(7)?,
+            expires_at: r.get(8)?,
+        })
+    }
 }
+
+const CLAIMED_COLUMNS: &str = "id, payload, priority, run_at, claim_expires_at, attempts, \
+     max_attempts, created_at, expires_at";
 
 /// The columns a live row keeps when it moves to `_honker_dead`.
 struct Moved {
@@ -254,9 +281,13 @@ impl<'a> Op<'a> {
             params![queue],
             "max attempts exceeded",
         )?;
+        // The batch size is written into the SQL, not bound: SQLite runs this
+        // statement measurably slower (about a third, at n = 100) with a
+        // bound LIMIT. It is an integer, so nothing can be injected; each
+        // distinct size is one more entry in the statement cache.
         let sql = format!(
             "UPDATE _honker_live \
-             SET state = 'processing', worker_id = ?1, claim_expires_at = unixepoch() + ?4, \
+             SET state = 'processing', worker_id = ?1, claim_expires_at = unixepoch() + ?3, \
                  attempts = attempts + 1 \
              WHERE id IN ( \
                SELECT id FROM _honker_live \
@@ -265,13 +296,16 @@ impl<'a> Op<'a> {
                  AND (expires_at IS NULL OR expires_at > unixepoch()) \
                  AND ((state = 'pending' AND run_at <= unixepoch()) \
                    OR (state = 'processing' AND claim_expires_at < unixepoch())) \
-               ORDER BY priority DESC, run_at ASC, id ASC LIMIT ?3) \
-             RETURNING {JOB_COLUMNS}"
+               ORDER BY priority DESC, run_at ASC, id ASC LIMIT {n}) \
+             RETURNING {CLAIMED_COLUMNS}"
         );
+        let shared: [Arc<str>; 3] = [queue.into(), worker_id.into(), "processing".into()];
         let mut jobs: Vec<Job> = {
             let mut stmt = self.stmt(&sql)?;
             let rows = stmt
-                .query_map(params![worker_id, queue, n, timeout_s], Job::from_row)
+                .query_map(params![worker_id, queue, timeout_s], |r| {
+                    Job::claimed(r, &shared)
+                })
                 .map_err(Error::run)?;
             rows.collect::<rusqlite::Result<_>>().map_err(Error::run)?
         };
@@ -297,12 +331,23 @@ impl<'a> Op<'a> {
     }
 
     /// `honker_ack_batch`: how many of `ids` were ours and are now deleted.
+    /// One statement over the id list (as JSON, like honker's own).
     pub fn ack_batch(&self, ids: &[i64], worker_id: &str) -> Result<i64> {
-        let mut total = 0;
-        for &id in ids {
-            total += i64::from(self.ack(id, worker_id)?);
+        let mut list = String::with_capacity(ids.len() * 8 + 2);
+        list.push('[');
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                list.push(',');
+            }
+            list.push_str(&id.to_string());
         }
-        Ok(total)
+        list.push(']');
+        self.change(
+            "DELETE FROM _honker_live \
+             WHERE id IN (SELECT value FROM json_each(?1)) \
+               AND worker_id = ?2 AND claim_expires_at >= unixepoch()",
+            params![list, worker_id],
+        )
     }
 
     /// `honker_retry`: back to pending after `delay_s`, or to the dead

@@ -16,6 +16,7 @@ use crate::database::{commit_or_rollback, Database};
 use crate::detach::{detached, detached_with};
 use crate::errors::{Error, Result};
 use crate::exec;
+use crate::job;
 use crate::ops::{self, EnqueueOptions, Event, Fire, Job, Notification, Op, ScheduleUpdate};
 use crate::transaction::Transaction;
 
@@ -49,12 +50,12 @@ type ScheduleTuple = (
 fn job_tuple(j: Job) -> JobTuple {
     (
         j.id,
-        j.queue,
+        j.queue.to_string(),
         j.payload,
-        j.state,
+        j.state.to_string(),
         j.priority,
         j.run_at,
-        j.worker_id,
+        j.worker_id.map(|w| w.to_string()),
         j.claim_expires_at,
         j.attempts,
         j.max_attempts,
@@ -85,6 +86,57 @@ fn in_savepoint<T>(conn: &Connection, work: impl FnOnce() -> Result<T>) -> Resul
             let _ = exec::control(conn, "RELEASE alk_primitive");
             Err(e)
         }
+    }
+}
+
+/// What `Job`'s methods call: the same operations as `_ack`, `_retry`...
+impl Database {
+    pub fn ack_job(
+        &self,
+        py: Python<'_>,
+        job_id: i64,
+        worker_id: &str,
+        tx: Option<&Bound<'_, Transaction>>,
+    ) -> PyResult<bool> {
+        self.write(py, tx, Steps::One, |op| op.ack(job_id, worker_id))
+    }
+
+    pub fn retry_job(
+        &self,
+        py: Python<'_>,
+        job_id: i64,
+        worker_id: &str,
+        delay_s: i64,
+        error: &str,
+        tx: Option<&Bound<'_, Transaction>>,
+    ) -> PyResult<bool> {
+        self.write(py, tx, Steps::Many, |op| {
+            op.retry(job_id, worker_id, delay_s, error)
+        })
+    }
+
+    pub fn fail_job(
+        &self,
+        py: Python<'_>,
+        job_id: i64,
+        worker_id: &str,
+        error: &str,
+        tx: Option<&Bound<'_, Transaction>>,
+    ) -> PyResult<bool> {
+        self.write(py, tx, Steps::Many, |op| op.fail(job_id, worker_id, error))
+    }
+
+    pub fn heartbeat_job(
+        &self,
+        py: Python<'_>,
+        job_id: i64,
+        worker_id: &str,
+        extend_s: i64,
+        tx: Option<&Bound<'_, Transaction>>,
+    ) -> PyResult<bool> {
+        self.write(py, tx, Steps::One, |op| {
+            op.heartbeat(job_id, worker_id, extend_s)
+        })
     }
 }
 
@@ -219,18 +271,21 @@ impl Database {
 
     #[pyo3(name = "_claim", signature = (queue, worker_id, n, timeout_s, tx=None))]
     fn claim_(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         queue: &str,
         worker_id: &str,
         n: i64,
         timeout_s: i64,
         tx: Option<&Bound<'_, Transaction>>,
-    ) -> PyResult<Vec<JobTuple>> {
-        let jobs = self.write(py, tx, Steps::Many, |op| {
+    ) -> PyResult<Vec<job::Job>> {
+        let py = slf.py();
+        let rows = slf.get().write(py, tx, Steps::Many, |op| {
             op.claim_batch(queue, worker_id, n, timeout_s)
         })?;
-        Ok(jobs.into_iter().map(job_tuple).collect())
+        Ok(rows
+            .into_iter()
+            .map(|row| job::Job::new(slf.clone().unbind(), row, timeout_s))
+            .collect())
     }
 
     #[pyo3(name = "_ack", signature = (job_id, worker_id, tx=None))]
@@ -241,7 +296,7 @@ impl Database {
         worker_id: &str,
         tx: Option<&Bound<'_, Transaction>>,
     ) -> PyResult<bool> {
-        self.write(py, tx, Steps::One, |op| op.ack(job_id, worker_id))
+        self.ack_job(py, job_id, worker_id, tx)
     }
 
     #[pyo3(name = "_ack_batch", signature = (ids, worker_id, tx=None))]
@@ -252,7 +307,7 @@ impl Database {
         worker_id: &str,
         tx: Option<&Bound<'_, Transaction>>,
     ) -> PyResult<i64> {
-        self.write(py, tx, Steps::Many, |op| op.ack_batch(&ids, worker_id))
+        self.write(py, tx, Steps::One, |op| op.ack_batch(&ids, worker_id))
     }
 
     #[pyo3(name = "_retry", signature = (job_id, worker_id, delay_s, error, tx=None))]
@@ -265,9 +320,7 @@ impl Database {
         error: &str,
         tx: Option<&Bound<'_, Transaction>>,
     ) -> PyResult<bool> {
-        self.write(py, tx, Steps::Many, |op| {
-            op.retry(job_id, worker_id, delay_s, error)
-        })
+        self.retry_job(py, job_id, worker_id, delay_s, error, tx)
     }
 
     #[pyo3(name = "_fail", signature = (job_id, worker_id, error, tx=None))]
@@ -279,7 +332,7 @@ impl Database {
         error: &str,
         tx: Option<&Bound<'_, Transaction>>,
     ) -> PyResult<bool> {
-        self.write(py, tx, Steps::Many, |op| op.fail(job_id, worker_id, error))
+        self.fail_job(py, job_id, worker_id, error, tx)
     }
 
     #[pyo3(name = "_heartbeat", signature = (job_id, worker_id, extend_s, tx=None))]
@@ -291,9 +344,7 @@ impl Database {
         extend_s: i64,
         tx: Option<&Bound<'_, Transaction>>,
     ) -> PyResult<bool> {
-        self.write(py, tx, Steps::One, |op| {
-            op.heartbeat(job_id, worker_id, extend_s)
-        })
+        self.heartbeat_job(py, job_id, worker_id, extend_s, tx)
     }
 
     #[pyo3(name = "_cancel", signature = (job_id, tx=None))]

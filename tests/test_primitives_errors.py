@@ -505,17 +505,11 @@ I64_MAX = 2**63 - 1
 def test_integers_beyond_64_bits_are_refused(
     unchanged: World, call: Callable[[World], Any]
 ) -> None:
-    with pytest.raises(OverflowError):
+    # Durations beyond MAX_DURATION_S are refused before they reach 64 bits.
+    with pytest.raises((OverflowError, ValueError)):
         call(unchanged)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # "DID NOT RAISE"
-    reason="library bug: durations are checked for a minimum only; now + duration overflows "
-    "SQLite's INTEGER and is stored as a REAL timestamp, after which reads of the row (and "
-    "every claim of its queue, for expires) raise OperationalError 'Invalid column type Real'",
-)
 @pytest.mark.parametrize(
     "call",
     [
@@ -541,12 +535,27 @@ def test_durations_too_long_for_a_timestamp_are_refused(
     assert snapshot(world.db) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=alk.OperationalError,
-    reason="library bug: enqueue(expires=2**63 - 1) is accepted and stores a REAL expires_at; "
-    "every later claim_batch on the queue raises OperationalError",
-)
+def test_job_methods_refuse_durations_too_long_for_a_timestamp(tmp_path: Path) -> None:
+    db = alk.connect(tmp_path / "jobs.db")
+    queue = db.queue("q")
+    queue.enqueue({"n": 1})
+    job = queue.claim_one("w")
+    assert job is not None
+    before = snapshot(db)
+    with pytest.raises(ValueError, match="delay_s"):
+        job.retry(10**10 + 1)
+    with pytest.raises(ValueError, match="delay_s"):
+        job.retry(-1)
+    with pytest.raises(ValueError, match="extend_s"):
+        job.heartbeat(10**10 + 1)
+    with pytest.raises(ValueError, match="extend_s"):
+        job.heartbeat(0)
+    with pytest.raises(TypeError, match="tx must be a transaction"):
+        job.ack(tx="not a transaction")
+    assert snapshot(db) == before
+    assert job.ack()
+
+
 def test_one_bad_expiry_does_not_stop_a_queue(world: World) -> None:
     w = world
     try:

@@ -17,6 +17,7 @@ from alkdev_storage import errors
 from alkdev_storage._database import Database, connect
 from alkdev_storage._native import (
     ExecuteResult,
+    Job,
     RowIterator,
     Savepoint,
     Transaction,
@@ -52,7 +53,7 @@ from alkdev_storage.errors import (
     Warning,
 )
 from alkdev_storage.pubsub import Listener, Lock, LockHeld, Notification
-from alkdev_storage.queues import Job, Outbox, Queue
+from alkdev_storage.queues import Outbox, Queue
 from alkdev_storage.scheduler import (
     CronSchedule,
     LeadershipLost,

@@ -25,11 +25,20 @@ def optional_whole(name: str, value: object, *, minimum: int | None = None) -> i
     return None if value is None else whole(name, value, minimum=minimum)
 
 
+# The longest duration accepted (about 317 years). honker stores deadlines
+# as `unixepoch() + duration` in INTEGER columns; past 2**63 SQLite would
+# store a REAL there, which no binding can read back as a timestamp.
+MAX_DURATION_S = 10**10
+
+
 def seconds(name: str, value: object, *, minimum: int = 1) -> int:
     """A duration in whole seconds; floats are accepted when whole."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return whole(name, value, minimum=minimum)
+    duration = whole(name, value, minimum=minimum)
+    if duration > MAX_DURATION_S:
+        raise ValueError(f"{name} must be at most {MAX_DURATION_S} seconds, got {duration}")
+    return duration
 
 
 def text(name: str, value: object, *, empty: bool = False) -> str:
@@ -40,6 +49,12 @@ def text(name: str, value: object, *, empty: bool = False) -> str:
     return value
 
 
+# One encoder with json.dumps' defaults except allow_nan: json.dumps builds
+# a new encoder per call whenever an option differs from its defaults,
+# which costs more than encoding a small payload.
+_encode = json.JSONEncoder(allow_nan=False).encode
+
+
 def dumps(payload: Any, what: str = "payload") -> str:
     """JSON text of `payload`, as honker stores it (``json.dumps`` defaults).
 
@@ -47,7 +62,7 @@ def dumps(payload: Any, what: str = "payload") -> str:
     (``JSON.parse`` in Node) could not read the row back.
     """
     try:
-        return json.dumps(payload, allow_nan=False)
+        return _encode(payload)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{what} is not JSON-serialisable: {exc}") from None
 

@@ -38,9 +38,10 @@ from typing import Any
 
 from alkdev_storage import _checks as check
 from alkdev_storage import _database
+from alkdev_storage._native import Job
 from alkdev_storage._native import Transaction as _NativeTransaction
 from alkdev_storage.pubsub import Listener, Lock, LockHeld, Notification
-from alkdev_storage.queues import Job, Outbox, Queue
+from alkdev_storage.queues import Outbox, Queue
 from alkdev_storage.scheduler import CronSchedule, LeadershipLost, Scheduler, crontab, every_s
 from alkdev_storage.streams import Event, Subscription
 from alkdev_storage.streams import Stream as _Stream

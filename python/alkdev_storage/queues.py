@@ -26,15 +26,16 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Itera
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage import _checks as check
+from alkdev_storage._native import Job
 from alkdev_storage._waiting import AsyncChange, SyncChange
 
 if TYPE_CHECKING:
     from alkdev_storage._database import Database
 
-_JOB_FIELDS = (
+_JOB_KEYS = (
     "id",
-    "queue_name",
-    "_raw",
+    "queue",
+    "payload",
     "state",
     "priority",
     "run_at",
@@ -45,69 +46,6 @@ _JOB_FIELDS = (
     "created_at",
     "expires_at",
 )
-
-
-class Job:
-    """A claimed (or looked-up) job. ``payload`` is decoded on first use."""
-
-    __slots__ = (*_JOB_FIELDS, "_payload", "_queue", "last_error")
-
-    id: int
-    queue_name: str
-    _raw: str
-    state: str
-    priority: int
-    run_at: int
-    worker_id: str | None
-    claim_expires_at: int | None
-    attempts: int
-    max_attempts: int
-    created_at: int
-    expires_at: int | None
-    last_error: str | None
-
-    def __init__(self, queue: Queue, row: tuple[Any, ...]) -> None:
-        for name, value in zip(_JOB_FIELDS, row, strict=True):
-            object.__setattr__(self, name, value)
-        self._queue = queue
-        self._payload: Any = _UNDECODED
-        self.last_error = None
-
-    @property
-    def payload(self) -> Any:
-        if self._payload is _UNDECODED:
-            self._payload = check.loads(self._raw)
-        return self._payload
-
-    def _worker(self) -> str:
-        if self.worker_id is None:
-            raise ValueError(f"job {self.id} is not claimed")
-        return self.worker_id
-
-    def ack(self, tx: object = None) -> bool:
-        """Delete the job; False if the claim expired or was taken over."""
-        return self._queue.ack(self.id, self._worker(), tx=tx)
-
-    def retry(self, delay_s: int = 60, error: str = "", tx: object = None) -> bool:
-        """Back to pending after `delay_s`, or dead once attempts are used."""
-        return self._queue.retry(self.id, self._worker(), delay_s, error, tx=tx)
-
-    def fail(self, error: str = "", tx: object = None) -> bool:
-        """Move to the dead letters with `error`."""
-        return self._queue.fail(self.id, self._worker(), error, tx=tx)
-
-    def heartbeat(self, extend_s: int | None = None, tx: object = None) -> bool:
-        """Extend the claim by `extend_s` (default: the queue's timeout)."""
-        return self._queue.heartbeat(self.id, self._worker(), extend_s, tx=tx)
-
-    def __repr__(self) -> str:
-        return (
-            f"<Job {self.id} queue={self.queue_name!r} state={self.state}"
-            f" attempts={self.attempts}/{self.max_attempts}>"
-        )
-
-
-_UNDECODED = object()
 
 
 class Queue:
@@ -190,8 +128,7 @@ class Queue:
         """Claim up to `n` due jobs for `worker_id`, highest priority first."""
         worker = check.text("worker_id", worker_id)
         count = check.whole("n", n, minimum=1)
-        rows = self._db._claim(self.name, worker, count, self.visibility_timeout_s)
-        return [Job(self, row) for row in rows]
+        return self._db._claim(self.name, worker, count, self.visibility_timeout_s)
 
     def claim_one(self, worker_id: str) -> Job | None:
         """Claim the next due job, or None."""
@@ -303,21 +240,9 @@ class Queue:
         row = self._db._get_job(check.whole("job_id", job_id))
         if row is None:
             return None
-        job = Job(self, row)
-        return {
-            "id": job.id,
-            "queue": job.queue_name,
-            "payload": job.payload,
-            "state": job.state,
-            "priority": job.priority,
-            "run_at": job.run_at,
-            "worker_id": job.worker_id,
-            "claim_expires_at": job.claim_expires_at,
-            "attempts": job.attempts,
-            "max_attempts": job.max_attempts,
-            "created_at": job.created_at,
-            "expires_at": job.expires_at,
-        }
+        job = dict(zip(_JOB_KEYS, row, strict=True))
+        job["payload"] = check.loads(row[2])
+        return job
 
     def sweep_expired(self) -> int:
         """Move pending jobs past their expiry to the dead letters."""
