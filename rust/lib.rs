@@ -10,6 +10,7 @@ mod detach;
 mod errors;
 mod exec;
 mod job;
+mod json;
 mod ops;
 mod primitives;
 mod transaction;
@@ -50,6 +51,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_function(wrap_pyfunction!(sqlite_version, m)?)?;
     m.add_function(wrap_pyfunction!(primitives::cron_next_after, m)?)?;
+    m.add_function(wrap_pyfunction!(json::json_dumps, m)?)?;
     m.add_class::<Database>()?;
     m.add_class::<job::Job>()?;
     m.add_class::<ExecuteResult>()?;

@@ -7,7 +7,8 @@
 //! operation of several statements inside the caller's transaction runs
 //! under a savepoint, so a failure leaves the transaction as it was before
 //! the call. Reads without a transaction run on a reader snapshot, never on
-//! the writer. Payloads arrive as JSON text, already encoded.
+//! the writer. Payloads arrive as Python values and are encoded to JSON
+//! text (`json.rs`) before anything is written.
 
 use pyo3::prelude::*;
 use rusqlite::Connection;
@@ -17,6 +18,7 @@ use crate::detach::{detached, detached_with};
 use crate::errors::{Error, Result};
 use crate::exec;
 use crate::job;
+use crate::json;
 use crate::ops::{self, EnqueueOptions, Event, Fire, Job, Notification, Op, ScheduleUpdate};
 use crate::transaction::Transaction;
 
@@ -72,6 +74,11 @@ enum Steps {
     /// Several statements: inside a caller's transaction, wrap in a
     /// savepoint.
     Many,
+}
+
+/// The JSON text of every payload in `payloads`, encoded before any write.
+fn encode_all(payloads: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    payloads.try_iter()?.map(|p| json::dumps(&p?)).collect()
 }
 
 fn in_savepoint<T>(conn: &Connection, work: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -225,7 +232,7 @@ impl Database {
         &self,
         py: Python<'_>,
         queue: &str,
-        payload: &str,
+        payload: &Bound<'_, PyAny>,
         run_at: Option<i64>,
         delay: Option<i64>,
         priority: i64,
@@ -233,6 +240,8 @@ impl Database {
         expires: Option<i64>,
         tx: Option<&Bound<'_, Transaction>>,
     ) -> PyResult<i64> {
+        let payload = json::dumps(payload)?;
+        let payload = payload.as_str();
         let o = EnqueueOptions {
             run_at,
             delay,
@@ -249,7 +258,7 @@ impl Database {
         &self,
         py: Python<'_>,
         queue: &str,
-        payloads: Vec<String>,
+        payloads: &Bound<'_, PyAny>,
         run_at: Option<i64>,
         delay: Option<i64>,
         priority: i64,
@@ -257,6 +266,7 @@ impl Database {
         expires: Option<i64>,
         tx: Option<&Bound<'_, Transaction>>,
     ) -> PyResult<Vec<i64>> {
+        let payloads = encode_all(payloads)?;
         let o = EnqueueOptions {
             run_at,
             delay,
@@ -394,11 +404,12 @@ impl Database {
         &self,
         py: Python<'_>,
         topic: &str,
-        payload: &str,
+        payload: &Bound<'_, PyAny>,
         key: Option<&str>,
         tx: Option<&Bound<'_, Transaction>>,
     ) -> PyResult<i64> {
-        self.write(py, tx, Steps::One, |op| op.publish(topic, key, payload))
+        let payload = json::dumps(payload)?;
+        self.write(py, tx, Steps::One, |op| op.publish(topic, key, &payload))
     }
 
     #[pyo3(name = "_publish_many", signature = (topic, payloads, keys=None, tx=None))]
@@ -406,10 +417,11 @@ impl Database {
         &self,
         py: Python<'_>,
         topic: &str,
-        payloads: Vec<String>,
+        payloads: &Bound<'_, PyAny>,
         keys: Option<Vec<Option<String>>>,
         tx: Option<&Bound<'_, Transaction>>,
     ) -> PyResult<Vec<i64>> {
+        let payloads = encode_all(payloads)?;
         if let Some(keys) = &keys {
             if keys.len() != payloads.len() {
                 return Err(pyo3::exceptions::PyValueError::new_err(format!(
@@ -491,10 +503,11 @@ impl Database {
         &self,
         py: Python<'_>,
         channel: &str,
-        payload: &str,
+        payload: &Bound<'_, PyAny>,
         tx: Option<&Bound<'_, Transaction>>,
     ) -> PyResult<i64> {
-        self.write(py, tx, Steps::One, |op| op.notify(channel, payload))
+        let payload = json::dumps(payload)?;
+        self.write(py, tx, Steps::One, |op| op.notify(channel, &payload))
     }
 
     #[pyo3(name = "_notifications_since")]
@@ -724,12 +737,13 @@ impl Database {
         &self,
         py: Python<'_>,
         job_id: i64,
-        value: &str,
+        value: &Bound<'_, PyAny>,
         ttl_s: i64,
         tx: Option<&Bound<'_, Transaction>>,
     ) -> PyResult<()> {
+        let value = json::dumps(value)?;
         self.write(py, tx, Steps::One, |op| {
-            op.result_save(job_id, value, ttl_s)
+            op.result_save(job_id, &value, ttl_s)
         })
     }
 

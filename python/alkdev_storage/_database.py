@@ -104,8 +104,7 @@ class Database(_native.Database):
     def notify(self, channel: str, payload: Any, tx: object = None) -> int:
         """Send a notification to the listeners of `channel`; its id. In `tx`
         it is delivered only if `tx` commits."""
-        raw = check.dumps(payload)
-        return self._notify(check.text("channel", channel), raw, tx=check.native_tx(tx))
+        return self._notify(check.text("channel", channel), payload, tx=check.native_tx(tx))
 
     def listen(self, channel: str, fallback_poll_s: float | None = 15.0) -> Listener:
         """Notifications on `channel` from now on."""

@@ -21,6 +21,7 @@ __all__ = [
     "configure_watcher",
     "connect",
     "cron_next_after",
+    "json_dumps",
     "sqlite_version",
     "watch",
     "watcher_info",
@@ -41,6 +42,7 @@ def connect(
 ) -> Database: ...
 def sqlite_version() -> str: ...
 def cron_next_after(expr: str, from_unix: int) -> int: ...
+def json_dumps(obj: Any) -> str: ...
 
 # (id, queue, payload, state, priority, run_at, worker_id, claim_expires_at,
 #  attempts, max_attempts, created_at, expires_at)
@@ -117,7 +119,7 @@ class Database:
     def _enqueue(
         self,
         queue: str,
-        payload: str,
+        payload: Any,
         run_at: int | None,
         delay: int | None,
         priority: int,
@@ -128,7 +130,7 @@ class Database:
     def _enqueue_many(
         self,
         queue: str,
-        payloads: Sequence[str],
+        payloads: Iterable[Any],
         run_at: int | None,
         delay: int | None,
         priority: int,
@@ -157,12 +159,12 @@ class Database:
     def _sweep_expired(self, queue: str, tx: Transaction | None = None) -> int: ...
     def _next_claim_at(self, queue: str, tx: Transaction | None = None) -> int: ...
     def _publish(
-        self, topic: str, payload: str, key: str | None = None, tx: Transaction | None = None
+        self, topic: str, payload: Any, key: str | None = None, tx: Transaction | None = None
     ) -> int: ...
     def _publish_many(
         self,
         topic: str,
-        payloads: Sequence[str],
+        payloads: Iterable[Any],
         keys: Sequence[str | None] | None = None,
         tx: Transaction | None = None,
     ) -> list[int]: ...
@@ -176,7 +178,7 @@ class Database:
         self, consumer: str, offsets: Sequence[tuple[str, int]], tx: Transaction | None = None
     ) -> int: ...
     def _get_offset(self, consumer: str, topic: str, tx: Transaction | None = None) -> int: ...
-    def _notify(self, channel: str, payload: str, tx: Transaction | None = None) -> int: ...
+    def _notify(self, channel: str, payload: Any, tx: Transaction | None = None) -> int: ...
     def _notifications_since(
         self, channel: str, after_id: int, limit: int
     ) -> list[tuple[int, str, str, int]]: ...
@@ -227,7 +229,7 @@ class Database:
         tx: Transaction | None = None,
     ) -> bool: ...
     def _result_save(
-        self, job_id: int, value: str, ttl_s: int, tx: Transaction | None = None
+        self, job_id: int, value: Any, ttl_s: int, tx: Transaction | None = None
     ) -> None: ...
     def _result_get(self, job_id: int, tx: Transaction | None = None) -> str | None: ...
     def _result_sweep(self) -> int: ...

@@ -102,9 +102,8 @@ class Queue:
         `delay` (seconds from now) wins over `run_at` (Unix seconds); `expires`
         is seconds from now after which an unclaimed job is swept as expired.
         """
-        raw = check.dumps(payload)
         opts = self._options(run_at, delay, priority, expires, max_attempts)
-        return self._db._enqueue(self.name, raw, *opts, tx=check.native_tx(tx))
+        return self._db._enqueue(self.name, payload, *opts, tx=check.native_tx(tx))
 
     def enqueue_many(
         self,
@@ -118,9 +117,8 @@ class Queue:
         max_attempts: int | None = None,
     ) -> list[int]:
         """Add many jobs in one transaction (or in `tx`); their ids in order."""
-        raws = [check.dumps(p) for p in payloads]
         opts = self._options(run_at, delay, priority, expires, max_attempts)
-        return self._db._enqueue_many(self.name, raws, *opts, tx=check.native_tx(tx))
+        return self._db._enqueue_many(self.name, payloads, *opts, tx=check.native_tx(tx))
 
     # -------------------------------------------------------------- claim
 
@@ -259,9 +257,8 @@ class Queue:
     ) -> None:
         """Store a JSON result for `job_id`; kept `ttl` seconds (None: forever)."""
         check.whole("job_id", job_id)
-        raw = check.dumps(value, "result")
         ttl_s = 0 if ttl is None else check.seconds("ttl", ttl)
-        self._db._result_save(job_id, raw, ttl_s, tx=check.native_tx(tx))
+        self._db._result_save(job_id, value, ttl_s, tx=check.native_tx(tx))
 
     def get_result(self, job_id: int) -> tuple[bool, Any]:
         """``(True, value)`` if a result is stored and unexpired, else

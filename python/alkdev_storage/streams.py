@@ -56,10 +56,9 @@ class Stream:
 
     def publish(self, payload: Any, key: str | None = None, tx: object = None) -> int:
         """Append an event; its offset. In `tx` it lands only if `tx` commits."""
-        raw = check.dumps(payload)
         if key is not None:
             check.text("key", key, empty=True)
-        return self._db._publish(self.name, raw, key, tx=check.native_tx(tx))
+        return self._db._publish(self.name, payload, key, tx=check.native_tx(tx))
 
     def publish_many(
         self,
@@ -68,9 +67,12 @@ class Stream:
         tx: object = None,
     ) -> list[int]:
         """Append many events in one transaction (or in `tx`); their offsets."""
-        raws = [check.dumps(p) for p in payloads]
-        key_list = None if keys is None else list(keys)
-        return self._db._publish_many(self.name, raws, key_list, tx=check.native_tx(tx))
+        key_list = (
+            None
+            if keys is None
+            else [k if k is None else check.text("key", k, empty=True) for k in keys]
+        )
+        return self._db._publish_many(self.name, payloads, key_list, tx=check.native_tx(tx))
 
     def read_since(self, offset: int, limit: int = 1000) -> list[Event]:
         """Events after `offset`, oldest first (a reader snapshot)."""
