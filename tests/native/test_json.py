@@ -18,9 +18,11 @@ json_values = st.recursive(
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda children: st.lists(children, max_size=5)
-    | st.tuples(children, children)
-    | st.dictionaries(st.text(), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(), children, max_size=5)
+    ),
     max_leaves=30,
 )
 
@@ -46,7 +48,7 @@ def test_matches_json_dumps(value: Any) -> None:
         123456789012345678.0,
         2**64,
         -(2**70),
-        "\x00\x1f\x7f é ☃ 𝄞 \"quoted\" back\\slash \b\f\n\r\t",
+        '\x00\x1f\x7f é ☃ 𝄞 "quoted" back\\slash \b\f\n\r\t',
         {"nested": [1, {"a": None}], "": True},
         (),
         {},
