@@ -27,15 +27,17 @@ def test_demo_on_the_default_root_is_rerunnable(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
     assert (tmp_path / "alkdev-data" / "demo.db").is_file()
     assert "rolled-back order left rows=0, jobs=1, events=1" in done.stdout
-    assert "claimed and acked 1 job(s)" in done.stdout
+    assert "async worker claimed and acked 2 jobs" in done.stdout
+    assert "subscriber replayed 2 event(s): alice, bob" in done.stdout
 
 
 def test_demo_counts(tmp_path: Path) -> None:
     lines: list[str] = []
     counts = demo(tmp_path / "root", rows=500, out=lines.append)
-    assert counts == {"orders": 501, "jobs_done": 1, "events": 1}
+    assert counts == {"orders": 502, "jobs_done": 2, "events": 2}
     db = alk.connect(tmp_path / "root" / "demo.db")
     assert db.query_one("SELECT count(*) FROM demo_orders WHERE customer = 'mallory'") == (0,)
+    assert db.query("SELECT count(*) FROM _honker_live WHERE queue = 'demo-receipts'") == [(0,)]
     db.close()
 
 

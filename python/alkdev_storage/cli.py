@@ -7,7 +7,7 @@ Exit codes: 0 success, 1 a user error (one line on stderr, no traceback),
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -76,16 +76,16 @@ def demo(root: Path, *, rows: int = 20_000, out: Callable[[str], None] = print) 
 
         # The transactional outbox: a business row, a queued job and a stream
         # event commit together, or not at all.
+        receipts = db.queue("demo-receipts")
+        created = db.stream("demo_orders:created")
+
         def order(tx: alk.Transaction, customer: str) -> int:
             r = tx.execute(
                 "INSERT INTO demo_orders(customer, total) VALUES (?, ?)", (customer, 9.5)
             )
             assert r.lastrowid is not None
-            payload = json.dumps({"order": r.lastrowid})
-            tx.execute(
-                "SELECT honker_enqueue('demo-receipts', ?, NULL, NULL, 0, 3, NULL)", (payload,)
-            )
-            tx.execute("SELECT honker_stream_publish('demo_orders:created', NULL, ?)", (payload,))
+            receipts.enqueue({"order": r.lastrowid}, tx=tx)
+            created.publish({"order": r.lastrowid, "customer": customer}, tx=tx)
             return r.lastrowid
 
         with db.transaction() as tx:
@@ -103,12 +103,30 @@ def demo(root: Path, *, rows: int = 20_000, out: Callable[[str], None] = print) 
             f"rolled-back order left rows={mallory}, jobs={jobs}, events={events}"
         )
 
-        claimed = _scalar(db, "SELECT honker_claim_batch('demo-receipts', 'demo-worker', 10, 30)")
-        done = sum(
-            _scalar(db, "SELECT honker_ack(?, 'demo-worker')", (job["id"],))
-            for job in json.loads(claimed)
-        )
-        out(f"worker        claimed and acked {done} job(s) from queue 'demo-receipts'")
+        # An asyncio worker sleeps until a commit wakes it (the process's one
+        # watcher thread), then claims and acks.
+        async def work() -> tuple[int, float]:
+            async def late_order() -> int:
+                await asyncio.sleep(0.05)
+                with db.transaction() as tx:
+                    return order(tx, "bob")
+
+            producer = asyncio.create_task(late_order())
+            jobs = receipts.claim("demo-worker", idle_poll_s=1.0)
+            done, started = 0, time.perf_counter()
+            while done < 2:
+                job = await asyncio.wait_for(anext(jobs), timeout=10)
+                done += job.ack()
+            await producer
+            await jobs.aclose()
+            return done, time.perf_counter() - started
+
+        done, took = asyncio.run(work())
+        out(f"worker        async worker claimed and acked {done} jobs in {took * 1e3:.0f} ms")
+
+        with db.subscribe("demo_orders:created", from_offset=0) as sub:
+            seen = [e.payload["customer"] for e in sub.poll()]
+        out(f"stream        subscriber replayed {len(seen)} event(s): {', '.join(seen)}")
 
         total = _scalar(db, "SELECT count(*) FROM demo_orders")
         stats = db.stats
@@ -117,7 +135,7 @@ def demo(root: Path, *, rows: int = 20_000, out: Callable[[str], None] = print) 
             f"{stats['statements_prepared']} statements compiled, "
             f"{stats['statement_cache_hits']:,} cache hits"
         )
-        return {"orders": total, "jobs_done": done, "events": events}
+        return {"orders": total, "jobs_done": done, "events": len(seen)}
 
 
 def _parser() -> argparse.ArgumentParser:
