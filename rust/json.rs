@@ -79,30 +79,31 @@ fn encode(obj: &Bound<'_, PyAny>, out: &mut String, depth: usize) -> bool {
         }
         out.push('}');
     } else if let Ok(l) = obj.cast_exact::<PyList>() {
-        out.push('[');
-        for (i, item) in l.iter().enumerate() {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            if !encode(&item, out, depth + 1) {
-                return false;
-            }
-        }
-        out.push(']');
+        return array(l.iter(), out, depth);
     } else if let Ok(t) = obj.cast_exact::<PyTuple>() {
-        out.push('[');
-        for (i, item) in t.iter().enumerate() {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            if !encode(&item, out, depth + 1) {
-                return false;
-            }
-        }
-        out.push(']');
+        return array(t.iter(), out, depth);
     } else {
         return false;
     }
+    true
+}
+
+/// A JSON array of `items` (a list or a tuple).
+fn array<'py>(
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    out: &mut String,
+    depth: usize,
+) -> bool {
+    out.push('[');
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        if !encode(&item, out, depth + 1) {
+            return false;
+        }
+    }
+    out.push(']');
     true
 }
 

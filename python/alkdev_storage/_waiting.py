@@ -8,13 +8,13 @@ commit that lands between the read and the wait still wakes the waiter.
 from __future__ import annotations
 
 import os
-from types import TracebackType
 
+from alkdev_storage._closing import Closing
 from alkdev_storage._native import watch
 from alkdev_storage._wake import AsyncWatch
 
 
-class SyncChange:
+class SyncChange(Closing):
     """Blocking waits on one database file (the GIL is released)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -27,19 +27,8 @@ class SyncChange:
     def close(self) -> None:
         self._watch.close()
 
-    def __enter__(self) -> SyncChange:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class AsyncChange:
+class AsyncChange(Closing):
     """Awaitable waits on one database file, woken through the event loop."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -51,14 +40,3 @@ class AsyncChange:
 
     def close(self) -> None:
         self._watch.close()
-
-    def __enter__(self) -> AsyncChange:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

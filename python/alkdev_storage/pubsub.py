@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage import _checks as check
+from alkdev_storage._closing import Closing
 from alkdev_storage._waiting import AsyncChange, SyncChange
 from alkdev_storage.errors import Error
 
@@ -49,7 +50,7 @@ class Notification:
     created_at: int
 
 
-class Listener:
+class Listener(Closing):
     """Notifications on one channel sent after the listener was created.
 
     History is not replayed (honker's rule); rows stay until
@@ -140,17 +141,6 @@ class Listener:
     def close(self) -> None:
         self._closed = True
         self._sync.close()
-
-    def __enter__(self) -> Listener:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class Lock:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage import _checks as check
+from alkdev_storage._closing import Closing
 from alkdev_storage._waiting import AsyncChange, SyncChange
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ class Stream:
         )
 
 
-class Subscription:
+class Subscription(Closing):
     """Events of one or several topics in offset order: replay, then live.
 
     Iterate with ``for`` (blocking) or ``async for``. With a `consumer`, the
@@ -277,14 +277,3 @@ class Subscription:
         self._in_hand = {}
         self.flush()
         self._closed = True
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
