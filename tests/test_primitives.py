@@ -4,6 +4,7 @@ limits, the scheduler, results, and the honker-compatible facade."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from pathlib import Path
@@ -223,3 +224,39 @@ def test_honker_facade_matches_the_official_api(tmp_path: Path) -> None:
     assert isinstance(db.stream("orders"), honker.Stream)
     with pytest.raises(ValueError, match="unknown watcher backend"):
         honker.open(tmp_path / "x.db", watcher_backend="carrier-pigeon")
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+def test_two_hundred_listened_databases_share_one_watcher_thread(tmp_path: Path) -> None:
+    before = _threads()
+    dbs = [alk.connect(tmp_path / f"tenant-{i}.db") for i in range(200)]
+    listeners = [db.listen("events") for db in dbs]
+    subscriptions = [db.subscribe(["nodes:created", "edges:created"]) for db in dbs[:20]]
+
+    async def wait_on_twenty() -> list[object]:
+        waits = [asyncio.ensure_future(s.anext(timeout=10)) for s in subscriptions]
+        await asyncio.sleep(0.2)
+        during = _threads()
+        dbs[7].stream("edges:created").publish({"edge": 1})
+        done = await asyncio.wait_for(waits[7], 10)
+        for other in waits:
+            other.cancel()
+        return [during, done]
+
+    during, event = asyncio.run(wait_on_twenty())
+    dbs[3].notify("events", "ping")
+    note = listeners[3].next(timeout=10)
+    after = _threads()
+    assert isinstance(event, alk.Event) and event.payload == {"edge": 1}
+    assert note is not None and note.payload == "ping"
+    # One watcher thread for every file (plus at most one started by the
+    # interpreter's own machinery): no thread per database or per waiter.
+    assert max(during, after) - before <= 2, (before, during, after)
+    for listener in listeners:
+        listener.close()
+    for db in dbs:
+        db.close()
