@@ -554,6 +554,12 @@ impl Subscription {
     }
 
     fn close(&self) {
+        if self.pid != std::process::id() {
+            // Inherited through fork(): the parent's thread may have held
+            // these locks at the fork and will never release them here.
+            self.closed.store(true, Ordering::Release);
+            return;
+        }
         {
             let mut state = self.signal.state.lock();
             if self.closed.swap(true, Ordering::AcqRel) {
@@ -563,9 +569,7 @@ impl Subscription {
             // Blocked waiters wake up and find the watch closed.
             self.signal.cond.notify_all();
         }
-        if self.pid == std::process::id() {
-            self.watcher.unsubscribe(&self.path, self.entry_id);
-        }
+        self.watcher.unsubscribe(&self.path, self.entry_id);
     }
 }
 

@@ -129,13 +129,19 @@ class AsyncWatch:
     reported by the next ``wait()`` or ``changed()``. Several commits may be
     reported as one wake. Use it as a context manager, or ``close()`` it.
 
-    Raises ``CantOpenError`` if the file does not exist, and
-    ``OperationalError`` from ``wait()``/``changed()`` if the watcher thread
+    Raises ``CantOpenError`` if the file does not exist, ``ProgrammingError``
+    outside a running event loop, and ``OperationalError`` from ``wait()``/``changed()`` if the watcher thread
     died (create a new watch to start a new thread).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise ProgrammingError(
+                "AsyncWatch must be created in a coroutine (it binds to the running event "
+                "loop); sync code uses alkdev_storage._native.watch()"
+            ) from None
         self._loop_hub = _hub_for(loop)
         self._token, self._event = self._loop_hub.register()
         try:
