@@ -233,7 +233,7 @@ pub struct NewFile {
 
 /// What the thread must apply, in order.
 pub enum Change {
-    Add(NewFile),
+    Add(Box<NewFile>),
     Remove(u64),
 }
 
@@ -417,14 +417,14 @@ impl Watcher {
             subscribers: 0,
         };
         let sub = attach(&mut entry)?;
-        reg.pending.push(Change::Add(NewFile {
+        reg.pending.push(Change::Add(Box::new(NewFile {
             id: entry.id,
             path: path.to_path_buf(),
             signal: entry.signal.clone(),
             conn,
             version,
             identity,
-        }));
+        })));
         reg.files.insert(path.to_path_buf(), entry);
         drop(reg);
         self.bell.ring();

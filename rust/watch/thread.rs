@@ -10,7 +10,8 @@
 //!   arrive before the commit is visible (the WAL is written before its
 //!   index header in `-shm`, which is mmap'ed and raises no event), so one
 //!   check on the hint is not enough: the hot window catches the commit
-//!   when it lands;
+//!   when it lands (right after a hint the re-checks come sooner, see
+//!   [`CHASE_FIRST`]);
 //! - a **cold** file with kernel hints is checked every `fallback_interval`
 //!   (the safety net for anything the kernel did not report);
 //! - a cold file **without** hints (no inotify, or its directory could not
@@ -30,7 +31,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
@@ -40,6 +41,12 @@ use super::inotify::{Hint, Inotify};
 use super::Backend;
 use super::{doorbell, Change, Config, FileSignal, NewFile, Watcher};
 use super::{BACKEND_INOTIFY, BACKEND_POLLING};
+
+/// First re-check after a hint whose check found no commit yet. The writer
+/// publishes the commit (wal-index header in `-shm`, no event) just after
+/// the WAL write that raised the hint; re-checks follow at doubling delays
+/// (0.1, 0.2, 0.4, 0.8 ms) until the steady hot interval.
+const CHASE_FIRST: Duration = Duration::from_micros(100);
 
 /// `(dev, inode)` of the file at `path`.
 pub fn identity(path: &Path) -> io::Result<(u64, u64)> {
@@ -123,6 +130,8 @@ struct Loop<'a> {
     #[cfg(target_os = "linux")]
     hints: Vec<Hint>,
     next_hot: Instant,
+    /// While chasing a hint: the delay of the last hot tick.
+    chase: Option<Duration>,
     next_idle: Instant,
     next_sweep: Instant,
 }
@@ -141,6 +150,7 @@ impl<'a> Loop<'a> {
             #[cfg(target_os = "linux")]
             hints: Vec::new(),
             next_hot: now,
+            chase: None,
             next_idle: now,
             next_sweep: now,
         }
@@ -151,7 +161,7 @@ impl<'a> Loop<'a> {
         loop {
             let now = Instant::now();
             if !self.hot.is_empty() && now >= self.next_hot {
-                self.next_hot = now + self.config.hot_interval;
+                self.next_hot = now + self.next_hot_step();
                 self.hot_tick(now);
             }
             if self.unhinted > 0 && now >= self.next_idle {
@@ -174,6 +184,22 @@ impl<'a> Loop<'a> {
             }
             if ready.other {
                 self.read_hints(now);
+            }
+        }
+    }
+
+    /// Delay to the next hot tick: the doubling chase after a hint that
+    /// found nothing yet, then the steady `hot_interval`.
+    fn next_hot_step(&mut self) -> Duration {
+        let steady = self.config.hot_interval;
+        match self.chase {
+            Some(step) if step * 2 < steady => {
+                self.chase = Some(step * 2);
+                step * 2
+            }
+            _ => {
+                self.chase = None;
+                steady
             }
         }
     }
@@ -219,7 +245,7 @@ impl<'a> Loop<'a> {
         }
         for change in changes {
             match change {
-                Change::Add(file) => self.adopt(file, now),
+                Change::Add(file) => self.adopt(*file, now),
                 Change::Remove(id) => self.forget(id),
             }
         }
@@ -343,10 +369,11 @@ impl<'a> Loop<'a> {
 
     /// Ask `data_version`; publish a wake if it moved (or if the connection
     /// failed, or was reopened after a failure: state is unknown then).
-    fn check(&mut self, id: u64, now: Instant, may_reopen: bool) {
+    /// Returns whether it published.
+    fn check(&mut self, id: u64, now: Instant, may_reopen: bool) -> bool {
         let stats = &self.watcher.stats;
         let Some(local) = self.files.get_mut(&id) else {
-            return;
+            return false;
         };
         stats.checks.fetch_add(1, Ordering::Relaxed);
         let changed = match &local.conn {
@@ -367,6 +394,7 @@ impl<'a> Loop<'a> {
             stats.wakes.fetch_add(1, Ordering::Relaxed);
             self.make_hot(id, now);
         }
+        changed
     }
 
     /// Compare the file's (dev, inode) with its connection's. A replaced or
@@ -522,12 +550,19 @@ impl<'a> Loop<'a> {
             });
             let stats = &self.watcher.stats;
             stats.hints.fetch_add(ids.len() as u64, Ordering::Relaxed);
+            let mut missed = false;
             for (id, structural) in ids {
                 self.make_hot(id, now);
                 if structural {
                     self.verify_identity(id, now);
                 }
-                self.check(id, now, structural);
+                missed |= !self.check(id, now, structural);
+            }
+            if missed {
+                // Usually the WAL write raised the event and the commit
+                // becomes visible microseconds later: chase it.
+                self.chase = Some(CHASE_FIRST);
+                self.next_hot = now + CHASE_FIRST;
             }
             self.publish_gauges();
         }
