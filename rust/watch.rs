@@ -263,6 +263,9 @@ pub struct Stats {
     pub errors: AtomicU64,
     pub hot_files: AtomicUsize,
     pub directories: AtomicUsize,
+    /// Cadences in effect (the settings, stretched for many files).
+    pub sweep_interval_us: AtomicU64,
+    pub idle_poll_us: AtomicU64,
     /// Backend in use: 0 = none yet, 1 = inotify, 2 = polling.
     pub backend: AtomicU8,
     pub last_error: Mutex<Option<String>>,
@@ -782,6 +785,8 @@ pub fn watcher_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
                 errors: s.errors.load(Ordering::Relaxed),
                 hot_files: s.hot_files.load(Ordering::Relaxed),
                 directories: s.directories.load(Ordering::Relaxed),
+                sweep_interval_us: s.sweep_interval_us.load(Ordering::Relaxed),
+                idle_poll_us: s.idle_poll_us.load(Ordering::Relaxed),
             }
         })
     });
@@ -815,6 +820,22 @@ pub fn watcher_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("hot_window_ms", ms(s.config.hot_window))?;
     d.set_item("hot_interval_ms", ms(s.config.hot_interval))?;
     d.set_item("idle_poll_ms", ms(s.config.idle_poll))?;
+    // What the thread applies now: the settings, stretched for many files.
+    let effective = |us: u64, setting: Duration| {
+        if s.running && us > 0 {
+            us as f64 / 1e3
+        } else {
+            ms(setting)
+        }
+    };
+    d.set_item(
+        "effective_fallback_interval_ms",
+        effective(s.sweep_interval_us, s.config.fallback_interval),
+    )?;
+    d.set_item(
+        "effective_idle_poll_ms",
+        effective(s.idle_poll_us, s.config.idle_poll),
+    )?;
     Ok(d)
 }
 
@@ -832,6 +853,8 @@ struct Snapshot {
     errors: u64,
     hot_files: usize,
     directories: usize,
+    sweep_interval_us: u64,
+    idle_poll_us: u64,
 }
 
 /// The settings last given to `configure_watcher`: a watcher state created

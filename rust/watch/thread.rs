@@ -12,12 +12,17 @@
 //!   check on the hint is not enough: the hot window catches the commit
 //!   when it lands (right after a hint the re-checks come sooner, see
 //!   [`CHASE_FIRST`]);
-//! - a **cold** file with kernel hints is checked every `fallback_interval`
-//!   (the safety net for anything the kernel did not report);
+//! - a **cold** file with kernel hints is checked by the sweep, every
+//!   `fallback_interval` (the safety net for anything the kernel did not
+//!   report);
 //! - a cold file **without** hints (no inotify, or its directory could not
 //!   be watched) is polled every `idle_poll`.
 //!
-//! Every `fallback_interval` each file's (dev, inode) is compared with the
+//! Both cold cadences stretch with the number of files they cover
+//! ([`SWEEP_PER_FILE`], [`POLL_PER_FILE`]), so their cost stays bounded with
+//! thousands of files instead of growing with them.
+//!
+//! On each sweep every file's (dev, inode) is compared with the
 //! one its connection was opened on: a replaced file gets a forced wake and
 //! a fresh connection. A failing connection forces one wake and is reopened
 //! on the next sweep. Invariants: the thread never takes the GIL, never
@@ -47,6 +52,14 @@ use super::{BACKEND_INOTIFY, BACKEND_POLLING};
 /// the WAL write that raised the hint; re-checks follow at doubling delays
 /// (0.1, 0.2, 0.4, 0.8 ms) until the steady hot interval.
 const CHASE_FIRST: Duration = Duration::from_micros(100);
+
+/// The sweep takes at least this long per watched file: with more than
+/// 500 files it stretches past 250 ms, capping it near 2,000 checks/s.
+const SWEEP_PER_FILE: Duration = Duration::from_micros(500);
+
+/// Idle polling takes at least this long per polled file: past 200 files
+/// it stretches beyond 10 ms, capping it near 20,000 checks/s.
+const POLL_PER_FILE: Duration = Duration::from_micros(50);
 
 /// `(dev, inode)` of the file at `path`.
 pub fn identity(path: &Path) -> io::Result<(u64, u64)> {
@@ -165,11 +178,11 @@ impl<'a> Loop<'a> {
                 self.hot_tick(now);
             }
             if self.unhinted > 0 && now >= self.next_idle {
-                self.next_idle = now + self.config.idle_poll;
+                self.next_idle = now + self.idle_interval();
                 self.idle_tick(now);
             }
             if !self.files.is_empty() && now >= self.next_sweep {
-                self.next_sweep = now + self.config.fallback_interval;
+                self.next_sweep = now + self.sweep_interval();
                 self.sweep(now);
             }
             let timeout = self
@@ -202,6 +215,21 @@ impl<'a> Loop<'a> {
                 steady
             }
         }
+    }
+
+    /// The sweep's period: the configured one, stretched for many files.
+    fn sweep_interval(&self) -> Duration {
+        let n = u32::try_from(self.files.len()).unwrap_or(u32::MAX);
+        self.config
+            .fallback_interval
+            .max(SWEEP_PER_FILE.saturating_mul(n))
+    }
+
+    /// The idle polling period: the configured one, stretched for many
+    /// polled files.
+    fn idle_interval(&self) -> Duration {
+        let n = u32::try_from(self.unhinted).unwrap_or(u32::MAX);
+        self.config.idle_poll.max(POLL_PER_FILE.saturating_mul(n))
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -237,8 +265,8 @@ impl<'a> Loop<'a> {
         }
         let old = std::mem::replace(&mut self.config, config);
         // Shorter intervals take effect now, not after the old ones expire.
-        self.next_sweep = self.next_sweep.min(now + config.fallback_interval);
-        self.next_idle = self.next_idle.min(now + config.idle_poll);
+        self.next_sweep = self.next_sweep.min(now + self.sweep_interval());
+        self.next_idle = self.next_idle.min(now + self.idle_interval());
         if old.backend != config.backend || self.watcher.stats.backend.load(Ordering::Relaxed) == 0
         {
             self.apply_backend();
@@ -262,7 +290,7 @@ impl<'a> Loop<'a> {
             identity,
         } = file;
         if self.files.is_empty() {
-            self.next_sweep = now + self.config.fallback_interval;
+            self.next_sweep = now + self.sweep_interval();
         }
         self.files.insert(
             id,
@@ -278,7 +306,7 @@ impl<'a> Loop<'a> {
             },
         );
         if self.unhinted == 0 {
-            self.next_idle = now + self.config.idle_poll;
+            self.next_idle = now + self.idle_interval();
         }
         self.unhinted += 1;
         self.hint_file(id, true);
@@ -492,7 +520,7 @@ impl<'a> Loop<'a> {
                         self.unhinted += 1;
                     }
                 }
-                self.next_idle = Instant::now() + self.config.idle_poll;
+                self.next_idle = Instant::now() + self.idle_interval();
             }
         }
         let backend = if self.kernel_fd().is_some() {
@@ -529,7 +557,7 @@ impl<'a> Loop<'a> {
                                 if local.hinted {
                                     local.hinted = false;
                                     self.unhinted += 1;
-                                    self.next_idle = now + self.config.idle_poll;
+                                    self.next_idle = now + self.idle_interval();
                                 }
                             }
                         }
@@ -571,6 +599,13 @@ impl<'a> Loop<'a> {
     fn publish_gauges(&self) {
         let stats = &self.watcher.stats;
         stats.hot_files.store(self.hot.len(), Ordering::Relaxed);
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        stats
+            .sweep_interval_us
+            .store(micros(self.sweep_interval()), Ordering::Relaxed);
+        stats
+            .idle_poll_us
+            .store(micros(self.idle_interval()), Ordering::Relaxed);
         #[cfg(target_os = "linux")]
         let dirs = self.inotify.as_ref().map_or(0, Inotify::directories);
         #[cfg(not(target_os = "linux"))]
