@@ -407,11 +407,16 @@ impl Watcher {
         }
         // Open the watcher connection and take the baseline without the
         // lock (it does I/O), then register unless someone beat us to it.
+        if hub.as_ref().is_some_and(|(h, _)| h.is_closed()) {
+            return Err(hub_closed());
+        }
         let (conn, version, identity) = open_watched(path)?;
         let mut reg = self.registry.lock();
         if let Some(entry) = reg.files.get_mut(path) {
-            drop(conn);
-            return attach(entry);
+            let sub = attach(entry);
+            drop(reg);
+            drop(conn); // closed outside the lock
+            return sub;
         }
         self.ensure_running(&mut reg)?;
         let mut entry = Entry {

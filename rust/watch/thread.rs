@@ -51,6 +51,7 @@ use super::{BACKEND_INOTIFY, BACKEND_POLLING};
 /// publishes the commit (wal-index header in `-shm`, no event) just after
 /// the WAL write that raised the hint; re-checks follow at doubling delays
 /// (0.1, 0.2, 0.4, 0.8 ms) until the steady hot interval.
+#[cfg(target_os = "linux")]
 const CHASE_FIRST: Duration = Duration::from_micros(100);
 
 /// The sweep takes at least this long per watched file: with more than
