@@ -62,6 +62,10 @@ const SWEEP_PER_FILE: Duration = Duration::from_micros(500);
 /// it stretches beyond 10 ms, capping it near 20,000 checks/s.
 const POLL_PER_FILE: Duration = Duration::from_micros(50);
 
+/// Files the sweep visits before looking at hints again: a hint never waits
+/// for a whole sweep of thousands of files, only for this many checks.
+const SWEEP_CHUNK: usize = 16;
+
 /// `(dev, inode)` of the file at `path`.
 pub fn identity(path: &Path) -> io::Result<(u64, u64)> {
     let meta = std::fs::metadata(path)?;
@@ -148,6 +152,8 @@ struct Loop<'a> {
     chase: Option<Duration>,
     next_idle: Instant,
     next_sweep: Instant,
+    /// Files the current sweep has still to visit.
+    sweep_left: Vec<u64>,
 }
 
 impl<'a> Loop<'a> {
@@ -167,6 +173,7 @@ impl<'a> Loop<'a> {
             chase: None,
             next_idle: now,
             next_sweep: now,
+            sweep_left: Vec::new(),
         }
     }
 
@@ -182,9 +189,12 @@ impl<'a> Loop<'a> {
                 self.next_idle = now + self.idle_interval();
                 self.idle_tick(now);
             }
-            if !self.files.is_empty() && now >= self.next_sweep {
+            if !self.files.is_empty() && now >= self.next_sweep && self.sweep_left.is_empty() {
                 self.next_sweep = now + self.sweep_interval();
-                self.sweep(now);
+                self.sweep_left.extend(self.files.keys());
+            }
+            if !self.sweep_left.is_empty() {
+                self.sweep_some(now);
             }
             let timeout = self
                 .next_deadline()
@@ -236,6 +246,10 @@ impl<'a> Loop<'a> {
     fn next_deadline(&self) -> Option<Instant> {
         let mut due: Option<Instant> = None;
         let mut consider = |t: Instant| due = Some(due.map_or(t, |d| d.min(t)));
+        if !self.sweep_left.is_empty() {
+            // Mid-sweep: only look for hints, then carry on.
+            consider(Instant::now());
+        }
         if !self.files.is_empty() {
             consider(self.next_sweep);
         }
@@ -380,12 +394,17 @@ impl<'a> Loop<'a> {
         }
     }
 
-    /// The safety net: every file's identity and data_version, reopening
-    /// connections lost to errors, and another try at hints for polled
-    /// files (their directory may be back).
-    fn sweep(&mut self, now: Instant) {
-        let ids: Vec<u64> = self.files.keys().copied().collect();
+    /// The safety net, [`SWEEP_CHUNK`] files at a time: every file's
+    /// identity and data_version, reopening connections lost to errors,
+    /// and another try at hints for polled files (their directory may be
+    /// back). Files unwatched meanwhile are skipped.
+    fn sweep_some(&mut self, now: Instant) {
+        let from = self.sweep_left.len().saturating_sub(SWEEP_CHUNK);
+        let ids: Vec<u64> = self.sweep_left.drain(from..).collect();
         for id in ids {
+            if !self.files.contains_key(&id) {
+                continue;
+            }
             self.verify_identity(id, now);
             self.check(id, now, true);
             if self.files.get(&id).is_some_and(|l| !l.hinted) {
