@@ -25,6 +25,9 @@ import alkdev_storage as alk
 from alkdev_storage import _native
 from alkdev_storage._wake import AsyncWatch, SyncWatch
 
+if not hasattr(_native, "watch"):  # pragma: no cover - the watcher is built on Unix only
+    pytest.skip("no watcher on this platform", allow_module_level=True)
+
 WAKE = 5.0
 
 # A second process commits `n` rows to the file, with the stdlib's sqlite3.
@@ -204,6 +207,7 @@ def test_a_file_is_watched_while_it_has_watches(quiet: Path, tmp_path: Path) -> 
         assert eventually(lambda: info()["watched_directories"] == 0)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
 def test_two_hundred_databases_one_thread(tmp_path: Path) -> None:
     paths = [make_db(tmp_path / f"tenant-{i}.db") for i in range(200)]
     base_files = info()["watched_files"]
