@@ -233,7 +233,7 @@ pub struct NewFile {
 
 /// What the thread must apply, in order.
 pub enum Change {
-    Add(NewFile),
+    Add(Box<NewFile>),
     Remove(u64),
 }
 
@@ -263,6 +263,9 @@ pub struct Stats {
     pub errors: AtomicU64,
     pub hot_files: AtomicUsize,
     pub directories: AtomicUsize,
+    /// Cadences in effect (the settings, stretched for many files).
+    pub sweep_interval_us: AtomicU64,
+    pub idle_poll_us: AtomicU64,
     /// Backend in use: 0 = none yet, 1 = inotify, 2 = polling.
     pub backend: AtomicU8,
     pub last_error: Mutex<Option<String>>,
@@ -404,11 +407,16 @@ impl Watcher {
         }
         // Open the watcher connection and take the baseline without the
         // lock (it does I/O), then register unless someone beat us to it.
+        if hub.as_ref().is_some_and(|(h, _)| h.is_closed()) {
+            return Err(hub_closed());
+        }
         let (conn, version, identity) = open_watched(path)?;
         let mut reg = self.registry.lock();
         if let Some(entry) = reg.files.get_mut(path) {
-            drop(conn);
-            return attach(entry);
+            let sub = attach(entry);
+            drop(reg);
+            drop(conn); // closed outside the lock
+            return sub;
         }
         self.ensure_running(&mut reg)?;
         let mut entry = Entry {
@@ -417,14 +425,14 @@ impl Watcher {
             subscribers: 0,
         };
         let sub = attach(&mut entry)?;
-        reg.pending.push(Change::Add(NewFile {
+        reg.pending.push(Change::Add(Box::new(NewFile {
             id: entry.id,
             path: path.to_path_buf(),
             signal: entry.signal.clone(),
             conn,
             version,
             identity,
-        }));
+        })));
         reg.files.insert(path.to_path_buf(), entry);
         drop(reg);
         self.bell.ring();
@@ -554,6 +562,12 @@ impl Subscription {
     }
 
     fn close(&self) {
+        if self.pid != std::process::id() {
+            // Inherited through fork(): the parent's thread may have held
+            // these locks at the fork and will never release them here.
+            self.closed.store(true, Ordering::Release);
+            return;
+        }
         {
             let mut state = self.signal.state.lock();
             if self.closed.swap(true, Ordering::AcqRel) {
@@ -563,9 +577,7 @@ impl Subscription {
             // Blocked waiters wake up and find the watch closed.
             self.signal.cond.notify_all();
         }
-        if self.pid == std::process::id() {
-            self.watcher.unsubscribe(&self.path, self.entry_id);
-        }
+        self.watcher.unsubscribe(&self.path, self.entry_id);
     }
 }
 
@@ -778,6 +790,8 @@ pub fn watcher_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
                 errors: s.errors.load(Ordering::Relaxed),
                 hot_files: s.hot_files.load(Ordering::Relaxed),
                 directories: s.directories.load(Ordering::Relaxed),
+                sweep_interval_us: s.sweep_interval_us.load(Ordering::Relaxed),
+                idle_poll_us: s.idle_poll_us.load(Ordering::Relaxed),
             }
         })
     });
@@ -811,6 +825,22 @@ pub fn watcher_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("hot_window_ms", ms(s.config.hot_window))?;
     d.set_item("hot_interval_ms", ms(s.config.hot_interval))?;
     d.set_item("idle_poll_ms", ms(s.config.idle_poll))?;
+    // What the thread applies now: the settings, stretched for many files.
+    let effective = |us: u64, setting: Duration| {
+        if s.running && us > 0 {
+            us as f64 / 1e3
+        } else {
+            ms(setting)
+        }
+    };
+    d.set_item(
+        "effective_fallback_interval_ms",
+        effective(s.sweep_interval_us, s.config.fallback_interval),
+    )?;
+    d.set_item(
+        "effective_idle_poll_ms",
+        effective(s.idle_poll_us, s.config.idle_poll),
+    )?;
     Ok(d)
 }
 
@@ -828,6 +858,8 @@ struct Snapshot {
     errors: u64,
     hot_files: usize,
     directories: usize,
+    sweep_interval_us: u64,
+    idle_poll_us: u64,
 }
 
 /// The settings last given to `configure_watcher`: a watcher state created

@@ -352,6 +352,8 @@ class _WatcherInfo(TypedDict):
     hot_window_ms: float
     hot_interval_ms: float
     idle_poll_ms: float
+    effective_fallback_interval_ms: float
+    effective_idle_poll_ms: float
 
 def watch(path: str | os.PathLike[str], *, hub: WakeHub | None = None, token: int = 0) -> Watch: ...
 def watcher_info() -> _WatcherInfo: ...

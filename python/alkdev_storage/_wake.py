@@ -9,17 +9,24 @@ a pipe the process's watcher thread writes to, registered with
 events of the woken watches are set. The reader is removed, and the hub
 closed, when the loop's last ``AsyncWatch`` closes.
 
->>> import asyncio, os, sqlite3, tempfile
->>> path = os.path.join(tempfile.mkdtemp(), "app.db")
->>> conn = sqlite3.connect(path, isolation_level=None)
->>> _ = conn.execute("CREATE TABLE t(x)")
+>>> import asyncio, os, tempfile
+>>> import alkdev_storage as alk
+>>> db = alk.connect(os.path.join(tempfile.mkdtemp(), "app.db"))
+>>> _ = db.execute("CREATE TABLE t(x)")
 >>> async def main() -> tuple[bool, bool]:
-...     with AsyncWatch(path) as w:
+...     with AsyncWatch(db.path) as w:
 ...         quiet = await w.wait(timeout=0.05)
-...         conn.execute("INSERT INTO t VALUES (1)")
+...         db.execute("INSERT INTO t VALUES (1)")
 ...         return quiet, await w.wait(timeout=5)
 >>> asyncio.run(main())
 (False, True)
+>>> db.close()
+
+Within one process, write watched files through ``alkdev_storage`` only,
+never through another SQLite library such as the stdlib ``sqlite3`` module:
+POSIX locks belong to the process, so two SQLite libraries using one file
+in one process release each other's locks (SQLite's "How To Corrupt",
+section 2.2). Other processes may use any library.
 """
 
 from __future__ import annotations
@@ -129,13 +136,20 @@ class AsyncWatch:
     reported by the next ``wait()`` or ``changed()``. Several commits may be
     reported as one wake. Use it as a context manager, or ``close()`` it.
 
-    Raises ``CantOpenError`` if the file does not exist, and
-    ``OperationalError`` from ``wait()``/``changed()`` if the watcher thread
-    died (create a new watch to start a new thread).
+    Raises ``CantOpenError`` if the file does not exist and
+    ``ProgrammingError`` outside a running event loop; ``wait()`` and
+    ``changed()`` raise ``OperationalError`` if the watcher thread died
+    (create a new watch to start a new thread).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise ProgrammingError(
+                "AsyncWatch must be created in a coroutine (it binds to the running event "
+                "loop); sync code uses alkdev_storage._native.watch()"
+            ) from None
         self._loop_hub = _hub_for(loop)
         self._token, self._event = self._loop_hub.register()
         try:

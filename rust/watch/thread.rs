@@ -10,13 +10,19 @@
 //!   arrive before the commit is visible (the WAL is written before its
 //!   index header in `-shm`, which is mmap'ed and raises no event), so one
 //!   check on the hint is not enough: the hot window catches the commit
-//!   when it lands;
-//! - a **cold** file with kernel hints is checked every `fallback_interval`
-//!   (the safety net for anything the kernel did not report);
+//!   when it lands (right after a hint the re-checks come sooner, see
+//!   [`CHASE_FIRST`]);
+//! - a **cold** file with kernel hints is checked by the sweep, every
+//!   `fallback_interval` (the safety net for anything the kernel did not
+//!   report);
 //! - a cold file **without** hints (no inotify, or its directory could not
 //!   be watched) is polled every `idle_poll`.
 //!
-//! Every `fallback_interval` each file's (dev, inode) is compared with the
+//! Both cold cadences stretch with the number of files they cover
+//! ([`SWEEP_PER_FILE`], [`POLL_PER_FILE`]), so their cost stays bounded with
+//! thousands of files instead of growing with them.
+//!
+//! On each sweep every file's (dev, inode) is compared with the
 //! one its connection was opened on: a replaced file gets a forced wake and
 //! a fresh connection. A failing connection forces one wake and is reopened
 //! on the next sweep. Invariants: the thread never takes the GIL, never
@@ -30,7 +36,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
@@ -40,6 +46,25 @@ use super::inotify::{Hint, Inotify};
 use super::Backend;
 use super::{doorbell, Change, Config, FileSignal, NewFile, Watcher};
 use super::{BACKEND_INOTIFY, BACKEND_POLLING};
+
+/// First re-check after a hint whose check found no commit yet. The writer
+/// publishes the commit (wal-index header in `-shm`, no event) just after
+/// the WAL write that raised the hint; re-checks follow at doubling delays
+/// (0.1, 0.2, 0.4, 0.8 ms) until the steady hot interval.
+#[cfg(target_os = "linux")]
+const CHASE_FIRST: Duration = Duration::from_micros(100);
+
+/// The sweep takes at least this long per watched file: with more than
+/// 500 files it stretches past 250 ms, capping it near 2,000 checks/s.
+const SWEEP_PER_FILE: Duration = Duration::from_micros(500);
+
+/// Idle polling takes at least this long per polled file: past 200 files
+/// it stretches beyond 10 ms, capping it near 20,000 checks/s.
+const POLL_PER_FILE: Duration = Duration::from_micros(50);
+
+/// Files the sweep visits before looking at hints again: a hint never waits
+/// for a whole sweep of thousands of files, only for this many checks.
+const SWEEP_CHUNK: usize = 16;
 
 /// `(dev, inode)` of the file at `path`.
 pub fn identity(path: &Path) -> io::Result<(u64, u64)> {
@@ -123,8 +148,12 @@ struct Loop<'a> {
     #[cfg(target_os = "linux")]
     hints: Vec<Hint>,
     next_hot: Instant,
+    /// While chasing a hint: the delay of the last hot tick.
+    chase: Option<Duration>,
     next_idle: Instant,
     next_sweep: Instant,
+    /// Files the current sweep has still to visit.
+    sweep_left: Vec<u64>,
 }
 
 impl<'a> Loop<'a> {
@@ -141,8 +170,10 @@ impl<'a> Loop<'a> {
             #[cfg(target_os = "linux")]
             hints: Vec::new(),
             next_hot: now,
+            chase: None,
             next_idle: now,
             next_sweep: now,
+            sweep_left: Vec::new(),
         }
     }
 
@@ -151,16 +182,19 @@ impl<'a> Loop<'a> {
         loop {
             let now = Instant::now();
             if !self.hot.is_empty() && now >= self.next_hot {
-                self.next_hot = now + self.config.hot_interval;
+                self.next_hot = now + self.next_hot_step();
                 self.hot_tick(now);
             }
             if self.unhinted > 0 && now >= self.next_idle {
-                self.next_idle = now + self.config.idle_poll;
+                self.next_idle = now + self.idle_interval();
                 self.idle_tick(now);
             }
-            if !self.files.is_empty() && now >= self.next_sweep {
-                self.next_sweep = now + self.config.fallback_interval;
-                self.sweep(now);
+            if !self.files.is_empty() && now >= self.next_sweep && self.sweep_left.is_empty() {
+                self.next_sweep = now + self.sweep_interval();
+                self.sweep_left.extend(self.files.keys());
+            }
+            if !self.sweep_left.is_empty() {
+                self.sweep_some(now);
             }
             let timeout = self
                 .next_deadline()
@@ -178,9 +212,44 @@ impl<'a> Loop<'a> {
         }
     }
 
+    /// Delay to the next hot tick: the doubling chase after a hint that
+    /// found nothing yet, then the steady `hot_interval`.
+    fn next_hot_step(&mut self) -> Duration {
+        let steady = self.config.hot_interval;
+        match self.chase {
+            Some(step) if step * 2 < steady => {
+                self.chase = Some(step * 2);
+                step * 2
+            }
+            _ => {
+                self.chase = None;
+                steady
+            }
+        }
+    }
+
+    /// The sweep's period: the configured one, stretched for many files.
+    fn sweep_interval(&self) -> Duration {
+        let n = u32::try_from(self.files.len()).unwrap_or(u32::MAX);
+        self.config
+            .fallback_interval
+            .max(SWEEP_PER_FILE.saturating_mul(n))
+    }
+
+    /// The idle polling period: the configured one, stretched for many
+    /// polled files.
+    fn idle_interval(&self) -> Duration {
+        let n = u32::try_from(self.unhinted).unwrap_or(u32::MAX);
+        self.config.idle_poll.max(POLL_PER_FILE.saturating_mul(n))
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         let mut due: Option<Instant> = None;
         let mut consider = |t: Instant| due = Some(due.map_or(t, |d| d.min(t)));
+        if !self.sweep_left.is_empty() {
+            // Mid-sweep: only look for hints, then carry on.
+            consider(Instant::now());
+        }
         if !self.files.is_empty() {
             consider(self.next_sweep);
         }
@@ -211,15 +280,15 @@ impl<'a> Loop<'a> {
         }
         let old = std::mem::replace(&mut self.config, config);
         // Shorter intervals take effect now, not after the old ones expire.
-        self.next_sweep = self.next_sweep.min(now + config.fallback_interval);
-        self.next_idle = self.next_idle.min(now + config.idle_poll);
+        self.next_sweep = self.next_sweep.min(now + self.sweep_interval());
+        self.next_idle = self.next_idle.min(now + self.idle_interval());
         if old.backend != config.backend || self.watcher.stats.backend.load(Ordering::Relaxed) == 0
         {
             self.apply_backend();
         }
         for change in changes {
             match change {
-                Change::Add(file) => self.adopt(file, now),
+                Change::Add(file) => self.adopt(*file, now),
                 Change::Remove(id) => self.forget(id),
             }
         }
@@ -236,7 +305,7 @@ impl<'a> Loop<'a> {
             identity,
         } = file;
         if self.files.is_empty() {
-            self.next_sweep = now + self.config.fallback_interval;
+            self.next_sweep = now + self.sweep_interval();
         }
         self.files.insert(
             id,
@@ -252,7 +321,7 @@ impl<'a> Loop<'a> {
             },
         );
         if self.unhinted == 0 {
-            self.next_idle = now + self.config.idle_poll;
+            self.next_idle = now + self.idle_interval();
         }
         self.unhinted += 1;
         self.hint_file(id, true);
@@ -325,12 +394,17 @@ impl<'a> Loop<'a> {
         }
     }
 
-    /// The safety net: every file's identity and data_version, reopening
-    /// connections lost to errors, and another try at hints for polled
-    /// files (their directory may be back).
-    fn sweep(&mut self, now: Instant) {
-        let ids: Vec<u64> = self.files.keys().copied().collect();
+    /// The safety net, [`SWEEP_CHUNK`] files at a time: every file's
+    /// identity and data_version, reopening connections lost to errors,
+    /// and another try at hints for polled files (their directory may be
+    /// back). Files unwatched meanwhile are skipped.
+    fn sweep_some(&mut self, now: Instant) {
+        let from = self.sweep_left.len().saturating_sub(SWEEP_CHUNK);
+        let ids: Vec<u64> = self.sweep_left.drain(from..).collect();
         for id in ids {
+            if !self.files.contains_key(&id) {
+                continue;
+            }
             self.verify_identity(id, now);
             self.check(id, now, true);
             if self.files.get(&id).is_some_and(|l| !l.hinted) {
@@ -343,10 +417,11 @@ impl<'a> Loop<'a> {
 
     /// Ask `data_version`; publish a wake if it moved (or if the connection
     /// failed, or was reopened after a failure: state is unknown then).
-    fn check(&mut self, id: u64, now: Instant, may_reopen: bool) {
+    /// Returns whether it published.
+    fn check(&mut self, id: u64, now: Instant, may_reopen: bool) -> bool {
         let stats = &self.watcher.stats;
         let Some(local) = self.files.get_mut(&id) else {
-            return;
+            return false;
         };
         stats.checks.fetch_add(1, Ordering::Relaxed);
         let changed = match &local.conn {
@@ -367,6 +442,7 @@ impl<'a> Loop<'a> {
             stats.wakes.fetch_add(1, Ordering::Relaxed);
             self.make_hot(id, now);
         }
+        changed
     }
 
     /// Compare the file's (dev, inode) with its connection's. A replaced or
@@ -464,7 +540,7 @@ impl<'a> Loop<'a> {
                         self.unhinted += 1;
                     }
                 }
-                self.next_idle = Instant::now() + self.config.idle_poll;
+                self.next_idle = Instant::now() + self.idle_interval();
             }
         }
         let backend = if self.kernel_fd().is_some() {
@@ -501,7 +577,7 @@ impl<'a> Loop<'a> {
                                 if local.hinted {
                                     local.hinted = false;
                                     self.unhinted += 1;
-                                    self.next_idle = now + self.config.idle_poll;
+                                    self.next_idle = now + self.idle_interval();
                                 }
                             }
                         }
@@ -522,12 +598,19 @@ impl<'a> Loop<'a> {
             });
             let stats = &self.watcher.stats;
             stats.hints.fetch_add(ids.len() as u64, Ordering::Relaxed);
+            let mut missed = false;
             for (id, structural) in ids {
                 self.make_hot(id, now);
                 if structural {
                     self.verify_identity(id, now);
                 }
-                self.check(id, now, structural);
+                missed |= !self.check(id, now, structural);
+            }
+            if missed {
+                // Usually the WAL write raised the event and the commit
+                // becomes visible microseconds later: chase it.
+                self.chase = Some(CHASE_FIRST);
+                self.next_hot = now + CHASE_FIRST;
             }
             self.publish_gauges();
         }
@@ -536,6 +619,13 @@ impl<'a> Loop<'a> {
     fn publish_gauges(&self) {
         let stats = &self.watcher.stats;
         stats.hot_files.store(self.hot.len(), Ordering::Relaxed);
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        stats
+            .sweep_interval_us
+            .store(micros(self.sweep_interval()), Ordering::Relaxed);
+        stats
+            .idle_poll_us
+            .store(micros(self.idle_interval()), Ordering::Relaxed);
         #[cfg(target_os = "linux")]
         let dirs = self.inotify.as_ref().map_or(0, Inotify::directories);
         #[cfg(not(target_os = "linux"))]
