@@ -260,3 +260,34 @@ def test_two_hundred_listened_databases_share_one_watcher_thread(tmp_path: Path)
         listener.close()
     for db in dbs:
         db.close()
+
+
+def test_async_scheduler_and_outbox_worker(hdb: alk.Database) -> None:
+    sched = alk.Scheduler(hdb)
+    sched.add(name="beat", queue="ticks", schedule="@every 1s", payload="tick")
+    delivered: list[object] = []
+
+    async def deliver(payload: object) -> None:
+        await asyncio.sleep(0)
+        delivered.append(payload)
+
+    box = hdb.outbox("mail", deliver)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        leader = asyncio.create_task(sched.run(stop))
+        worker = asyncio.create_task(box.run_worker("postman", stop))
+        with hdb.transaction() as tx:
+            box.enqueue({"to": "ada"}, tx=tx)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (
+            delivered and hdb.query("SELECT 1 FROM _honker_live WHERE queue = 'ticks'")
+        ):
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(leader, worker), 40)
+
+    asyncio.run(main())
+    assert delivered == [{"to": "ada"}]
+    assert hdb.query("SELECT count(*) > 0 FROM _honker_live WHERE queue = 'ticks'") == [(1,)]
+    assert hdb.query("SELECT * FROM _honker_locks") == []

@@ -21,6 +21,7 @@ bindings on the same file see the same jobs (docs/honker-contract.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -360,21 +361,26 @@ class Outbox:
     async def run_worker(self, worker_id: str, stop_event: asyncio.Event | None = None) -> None:
         """Deliver until `stop_event` is set (forever without one)."""
         jobs = self.queue.claim(worker_id)
-        while stop_event is None or not stop_event.is_set():
-            next_job = asyncio.ensure_future(anext(jobs))
-            waits: set[asyncio.Future[Any]] = {next_job}
-            stopper = None
-            if stop_event is not None:
-                stopper = asyncio.ensure_future(stop_event.wait())
-                waits.add(stopper)
-            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            if next_job in done:
-                await self._deliver(next_job.result())
-            else:
-                next_job.cancel()
-            if stopper is not None:
-                stopper.cancel()
-        await jobs.aclose()
+        try:
+            while stop_event is None or not stop_event.is_set():
+                next_job = asyncio.ensure_future(anext(jobs))
+                waits: set[asyncio.Future[Any]] = {next_job}
+                stopper = None
+                if stop_event is not None:
+                    stopper = asyncio.ensure_future(stop_event.wait())
+                    waits.add(stopper)
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if stopper is not None:
+                    stopper.cancel()
+                if next_job in done:
+                    await self._deliver(next_job.result())
+                else:
+                    # Let the claim loop unwind before the generator is closed.
+                    next_job.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                        await next_job
+        finally:
+            await jobs.aclose()
 
     def run_once(self, worker_id: str, n: int = 100) -> int:
         """Deliver up to `n` due payloads now (sync delivery only); how many

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import threading
 import time
 from datetime import datetime
@@ -214,7 +215,16 @@ class Scheduler:
         try:
             with AsyncChange(self._db.path) as change:
                 while stop_event is None or not stop_event.is_set():
-                    await change.wait(self._step(lock))
+                    nap = asyncio.ensure_future(change.wait(self._step(lock)))
+                    if stop_event is None:
+                        await nap
+                        continue
+                    stopper = asyncio.ensure_future(stop_event.wait())
+                    await asyncio.wait({nap, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                    for pending in (nap, stopper):
+                        pending.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await pending
         finally:
             lock.release()
 
