@@ -222,6 +222,11 @@ def test_honker_facade_matches_the_official_api(tmp_path: Path) -> None:
     assert job is not None and job.id == job_id and job.queue_name == "emails"
     assert job.heartbeat(60) and job.ack()
     assert isinstance(db.stream("orders"), honker.Stream)
+    with db.update_events() as events:
+        timer = threading.Timer(0.1, lambda: db.notify("c", 1))
+        timer.start()
+        assert events.wait(10)
+        timer.join()
     with pytest.raises(ValueError, match="unknown watcher backend"):
         honker.open(tmp_path / "x.db", watcher_backend="carrier-pigeon")
 

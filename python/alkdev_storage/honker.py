@@ -30,7 +30,6 @@ True
 
 from __future__ import annotations
 
-import builtins
 import os
 from collections.abc import Sequence
 from types import TracebackType
@@ -40,7 +39,8 @@ from alkdev_storage import _checks as check
 from alkdev_storage import _database
 from alkdev_storage._native import Job
 from alkdev_storage._native import Transaction as _NativeTransaction
-from alkdev_storage.pubsub import Listener, Lock, LockHeld, Notification
+from alkdev_storage._waiting import SyncChange
+from alkdev_storage.pubsub import Listener, LockHeld, Notification
 from alkdev_storage.queues import Outbox, Queue
 from alkdev_storage.scheduler import CronSchedule, LeadershipLost, Scheduler, crontab, every_s
 from alkdev_storage.streams import Event, Subscription
@@ -132,13 +132,9 @@ class Database(_database.Database):
                 self._streams[name] = found
             return found
 
-    def lock(self, name: str, ttl: int = 60, owner: str | None = None) -> Lock:
-        return Lock(self, name, ttl, owner)
-
-    def update_events(self) -> builtins.object:
-        """A blocking waiter for commits on this file (``wait(timeout)``)."""
-        from alkdev_storage._waiting import SyncChange
-
+    def update_events(self) -> SyncChange:
+        """A blocking waiter for commits on this file: ``wait(timeout)``
+        returns True when something committed (any process)."""
         return SyncChange(self.path)
 
 
