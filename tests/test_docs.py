@@ -1,0 +1,49 @@
+"""The examples in docstrings and in the README run and print what they say."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+MODULES = [
+    "alkdev_storage",
+    "alkdev_storage._database",
+    "alkdev_storage._wake",
+    "alkdev_storage.honker",
+    "alkdev_storage.pubsub",
+    "alkdev_storage.queues",
+    "alkdev_storage.scheduler",
+    "alkdev_storage.streams",
+]
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no examples"
+    assert result.failed == 0
+
+
+@pytest.mark.skipif(not README.is_file(), reason="README not shipped with this checkout")
+def test_readme_example_prints_what_its_comments_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = README.read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S)
+    assert code is not None
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code.group(1), "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    expected = [m.group(1) for m in re.finditer(r"# (.+)$", code.group(1), re.M)]
+    claims = [e for e in expected if e[:1] in "[{(0123456789"]
+    assert len(claims) >= 4, expected
+    for claim in claims:
+        assert any(claim in line for line in printed), (claim, printed)
