@@ -38,6 +38,7 @@ import pathlib
 import weakref
 from types import TracebackType
 
+from alkdev_storage._closing import Closing
 from alkdev_storage._native import WakeHub, Watch, watch
 from alkdev_storage.errors import Error, ProgrammingError
 
@@ -127,7 +128,7 @@ def _hub_for(loop: asyncio.AbstractEventLoop) -> _LoopHub:
     return hub
 
 
-class AsyncWatch:
+class AsyncWatch(Closing):
     """Wakes for one database file, awaited in the running event loop.
 
     Create it inside a coroutine (it binds to the running loop). Each commit
@@ -208,17 +209,6 @@ class AsyncWatch:
         self._watch.close()
         self._finalizer.detach()
         self._loop_hub.unregister(self._token)
-
-    def __enter__(self) -> AsyncWatch:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     async def __aenter__(self) -> AsyncWatch:
         return self
