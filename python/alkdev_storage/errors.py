@@ -35,15 +35,32 @@ The tree::
         │   ├── TransactionClosedError
         │   └── NestedTransactionError
         └── NotSupportedError
+    StorageError (the storage host's own rules)
+    ├── NotFoundError (also LookupError)
+    │   ├── AccountNotFoundError, OrganizationNotFoundError,
+    │   ├── MembershipNotFoundError, ApiKeyNotFoundError,
+    │   └── CredentialNotFoundError, TenantNotFoundError
+    ├── AlreadyExistsError (also ValueError)
+    ├── InvalidTenantIdError (also ValueError)
+    ├── InvalidPublicKeyError (also ValueError)
+    ├── SchemaVersionError, MigrationError
+    └── AuthenticationError
+        ├── UnknownKeyError, KeyDisabledError, KeyExpiredError,
+        └── KeyRevokedError, KeyRotatedError
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AccountNotFoundError",
+    "AlreadyExistsError",
+    "ApiKeyNotFoundError",
+    "AuthenticationError",
     "BusyError",
     "CantOpenError",
     "ConstraintError",
     "CorruptError",
+    "CredentialNotFoundError",
     "DataError",
     "DatabaseClosedError",
     "DatabaseError",
@@ -54,18 +71,32 @@ __all__ = [
     "InterfaceError",
     "InternalError",
     "InterruptError",
+    "InvalidPublicKeyError",
+    "InvalidTenantIdError",
+    "KeyDisabledError",
+    "KeyExpiredError",
+    "KeyRevokedError",
+    "KeyRotatedError",
     "LockedError",
+    "MembershipNotFoundError",
+    "MigrationError",
     "NestedTransactionError",
     "NotADatabaseError",
+    "NotFoundError",
     "NotSupportedError",
     "OperationalError",
+    "OrganizationNotFoundError",
     "ParameterCountError",
     "ParameterOverflowError",
     "ParameterTypeError",
     "ProgrammingError",
     "ReadOnlyError",
     "SchemaChangedError",
+    "SchemaVersionError",
+    "StorageError",
+    "TenantNotFoundError",
     "TransactionClosedError",
+    "UnknownKeyError",
     "Warning",
     "sqlite_error_name",
 ]
@@ -197,6 +228,93 @@ class NestedTransactionError(ProgrammingError):
 
 class NotSupportedError(DatabaseError):
     """The request is not supported, e.g. an in-memory database."""
+
+
+class StorageError(Error):
+    """Base of the errors raised by the storage host (``alk.Storage``) for
+    its own rules, as opposed to errors SQLite reports."""
+
+
+class NotFoundError(StorageError, LookupError):
+    """The record asked for does not exist (or no longer does). Check the
+    id, or list what exists."""
+
+
+class AccountNotFoundError(NotFoundError):
+    """No account with that id or email."""
+
+
+class OrganizationNotFoundError(NotFoundError):
+    """No organization with that id or slug."""
+
+
+class MembershipNotFoundError(NotFoundError):
+    """The account is not a member of the organization."""
+
+
+class ApiKeyNotFoundError(NotFoundError):
+    """No API key with that id."""
+
+
+class CredentialNotFoundError(NotFoundError):
+    """No peer credential with that id or fingerprint."""
+
+
+class TenantNotFoundError(NotFoundError):
+    """The organization has no tenant file (never created, or archived)."""
+
+
+class AlreadyExistsError(StorageError, ValueError):
+    """A unique value (email, organization name or slug, membership, key
+    fingerprint) is already taken. Pick another, or update the existing
+    record."""
+
+
+class InvalidTenantIdError(StorageError, ValueError):
+    """An organization id that cannot name a tenant file: empty, too long,
+    or containing anything but ASCII letters, digits, ``-`` and ``_``.
+    Nothing on disk was touched."""
+
+
+class InvalidPublicKeyError(StorageError, ValueError):
+    """Not an OpenSSH public key we accept (``ssh-ed25519``, ``ssh-rsa``,
+    ``ecdsa-sha2-nistp256/384/521``), or its key data is malformed."""
+
+
+class SchemaVersionError(StorageError):
+    """The file was written by a newer alkdev-storage (its schema version is
+    above what this version knows), or is not the kind of file expected.
+    Upgrade the package; the file was not changed."""
+
+
+class MigrationError(StorageError):
+    """A schema migration failed. Its transaction was rolled back, so the
+    file is exactly as it was before; the cause is chained."""
+
+
+class AuthenticationError(StorageError):
+    """A credential was refused. The subclass says why; the attempt is in
+    the audit log."""
+
+
+class UnknownKeyError(AuthenticationError):
+    """No API key matches."""
+
+
+class KeyDisabledError(AuthenticationError):
+    """The API key exists but is disabled. Enable it, or use another."""
+
+
+class KeyExpiredError(AuthenticationError):
+    """The API key is past its expiry. Create a new one."""
+
+
+class KeyRevokedError(AuthenticationError):
+    """The API key was revoked. Create a new one."""
+
+
+class KeyRotatedError(AuthenticationError):
+    """The API key was rotated; use the key it was rotated to."""
 
 
 _PRIMARY_NAMES = {
