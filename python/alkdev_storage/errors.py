@@ -41,6 +41,7 @@ The tree::
     │   ├── MembershipNotFoundError, ApiKeyNotFoundError,
     │   └── CredentialNotFoundError, TenantNotFoundError
     ├── AlreadyExistsError (also ValueError)
+    ├── InUseError (also ValueError)
     ├── InvalidTenantIdError (also ValueError)
     ├── InvalidPublicKeyError (also ValueError)
     ├── SchemaVersionError, MigrationError
@@ -69,6 +70,7 @@ __all__ = [
     "FullError",
     "IntegrityError",
     "InterfaceError",
+    "InUseError",
     "InternalError",
     "InterruptError",
     "InvalidPublicKeyError",
@@ -268,6 +270,12 @@ class AlreadyExistsError(StorageError, ValueError):
     """A unique value (email, organization name or slug, membership, key
     fingerprint) is already taken. Pick another, or update the existing
     record."""
+
+
+class InUseError(StorageError, ValueError):
+    """The record is still referenced and cannot be deleted: an account that
+    owns organizations or appears in the audit log, or an organization's
+    owner membership. Deactivate the account, or transfer ownership first."""
 
 
 class InvalidTenantIdError(StorageError, ValueError):
