@@ -15,7 +15,8 @@ TENANT_APPLICATION_ID = 0x414C4B54  # "ALKT"
 #: The columns every table starts with.
 COMMON = """
   id TEXT PRIMARY KEY NOT NULL,
-  metadata TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(metadata) AND json_type(metadata) = 'object'),
+  metadata TEXT NOT NULL DEFAULT '{}'
+    CHECK (json_valid(metadata) AND json_type(metadata) = 'object'),
   created_at INTEGER NOT NULL DEFAULT (unixepoch()),
   updated_at INTEGER NOT NULL DEFAULT (unixepoch())"""
 

@@ -1,0 +1,146 @@
+"""`Storage`: a storage root holding ``system.db`` and one tenant file per
+organization (``tenants/tenant-{orgId}.db``). SPEC §3.
+
+>>> import alkdev_storage as alk, tempfile
+>>> store = alk.Storage.open(tempfile.mkdtemp())
+>>> ada = store.accounts.create(email="ada@example.com")
+>>> acme = store.organizations.create(name="Acme", slug="acme", owner_id=ada.id)
+>>> tenant = store.tenant(acme.id)
+>>> tenant.db.query("SELECT count(*) FROM graphs")
+[(0,)]
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+from alkdev_storage._closing import Closing
+from alkdev_storage._database import Database, connect
+from alkdev_storage.errors import TenantNotFoundError
+from alkdev_storage.identity import (
+    Accounts,
+    ApiKeys,
+    AuditLog,
+    Organizations,
+    PeerCredentials,
+)
+from alkdev_storage.migrations import MigrationResult, migrate
+from alkdev_storage.schema_system import SYSTEM_SCHEMA
+from alkdev_storage.schema_tenant import TENANT_SCHEMA
+from alkdev_storage.tenants import MigrateAllResult, TenantRegistry
+
+SYSTEM_FILE = "system.db"
+TENANTS_DIR = "tenants"
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """An organization's tenant file. `db` opens it on demand (and may hand
+    out a new handle after the registry closed an idle one); hold it across
+    several calls with ``with tenant.lease() as db:``."""
+
+    org_id: str
+    path: Path
+    _registry: TenantRegistry
+
+    @property
+    def db(self) -> Database:
+        return self._registry.get(self.org_id)
+
+    def lease(self) -> AbstractContextManager[Database]:
+        return self._registry.lease(self.org_id)
+
+
+class Storage(Closing):
+    """A storage root. Open it with `Storage.open`."""
+
+    def __init__(
+        self,
+        root: Path,
+        system: Database,
+        tenants: TenantRegistry,
+        system_migration: MigrationResult,
+    ) -> None:
+        self.root = root
+        self.system = system
+        self.tenants = tenants
+        self.system_migration = system_migration
+        self.accounts = Accounts(system)
+        self.organizations = Organizations(system, tenants)
+        self.api_keys = ApiKeys(system)
+        self.peer_credentials = PeerCredentials(system)
+        self.audit = AuditLog(system)
+
+    @classmethod
+    def open(
+        cls,
+        root: str | os.PathLike[str],
+        *,
+        max_open_tenants: int = 64,
+        idle_close_s: float | None = 300.0,
+        create: bool = True,
+    ) -> Storage:
+        """Open (with `create`, first creating) the storage root: migrates
+        ``system.db`` in one transaction and archives tenant files left
+        without an organization (a crash between creating a tenant file and
+        committing its organization)."""
+        path = Path(root)
+        if create:
+            (path / TENANTS_DIR).mkdir(parents=True, exist_ok=True)
+        elif not (path / SYSTEM_FILE).is_file():
+            raise TenantNotFoundError(f"{path} is not a storage root (no {SYSTEM_FILE})")
+        system = connect(path / SYSTEM_FILE)
+        try:
+            result = migrate(system, SYSTEM_SCHEMA)
+            tenants = TenantRegistry(
+                path / TENANTS_DIR,
+                TENANT_SCHEMA,
+                max_open=max_open_tenants,
+                idle_close_s=idle_close_s,
+            )
+        except BaseException:
+            system.close()
+            raise
+        store = cls(path, system, tenants, result)
+        store._archive_orphans()
+        return store
+
+    def _archive_orphans(self) -> None:
+        known = {row[0] for row in self.system.query("SELECT id FROM organizations")}
+        for org_id in self.tenants.ids():
+            if org_id not in known:
+                self.tenants.archive(org_id)
+
+    def tenant(self, org_id: str) -> Tenant:
+        """The organization's tenant file (opened lazily, on first use);
+        `TenantNotFoundError` if it has none."""
+        path = self.tenants.path_for(org_id)
+        if not self.tenants.exists(org_id):
+            raise TenantNotFoundError(f"organization {org_id!r} has no tenant file")
+        return Tenant(org_id, path, self.tenants)
+
+    def migrate_all(
+        self, *, progress: bool | Callable[[int, int], None] = False
+    ) -> MigrateAllResult:
+        """Bring every tenant file to the newest schema (``system.db`` is
+        migrated on open), at most `max_open_tenants` open at a time;
+        ``progress=True`` draws a progress bar on stderr."""
+        migrate(self.system, SYSTEM_SCHEMA)
+        return self.tenants.migrate_all(progress=progress)
+
+    def purge(self, org_id: str) -> int:
+        """Delete a deleted organization's archived tenant files; how many."""
+        return self.tenants.purge(org_id)
+
+    def close(self) -> None:
+        """Close every tenant file and ``system.db``. Idempotent."""
+        self.tenants.close()
+        self.system.close()
+
+    def __repr__(self) -> str:
+        return f"<Storage {str(self.root)!r}>"
