@@ -4,6 +4,7 @@ memberships, API keys, peer credentials, audit rows and change events."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,11 +177,15 @@ def test_deleting_an_organization_archives_its_file_and_purge_deletes_it(
     assert store.tenants.archived(acme.id) == []
 
 
-def test_orphan_tenant_files_are_archived_on_open(tmp_path: Path) -> None:
+def test_old_orphan_tenant_files_are_archived_on_open(tmp_path: Path) -> None:
     with alk.Storage.open(tmp_path / "root") as store:
         store.tenants.create("orphan")  # as if the process died before the org row
+        store.tenants.create("in-flight")  # a create still running elsewhere
+        orphan = store.tenants.path_for("orphan")
+    old = time.time() - alk.storage.ORPHAN_GRACE_S - 1
+    os.utime(orphan, (old, old))
     with alk.Storage.open(tmp_path / "root") as store:
-        assert store.tenants.ids() == []
+        assert store.tenants.ids() == ["in-flight"]
         assert len(store.tenants.archived("orphan")) == 1
 
 

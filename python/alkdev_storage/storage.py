@@ -14,6 +14,7 @@ organization (``tenants/tenant-{orgId}.db``). SPEC §3.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ from alkdev_storage.schema_tenant import TENANT_SCHEMA
 from alkdev_storage.tenants import MigrateAllResult, TenantRegistry
 
 SYSTEM_FILE = "system.db"
+#: A tenant file without an organization is archived on open only once it
+#: is this old (seconds), so a create in flight elsewhere is left alone.
+ORPHAN_GRACE_S = 600.0
 TENANTS_DIR = "tenants"
 
 
@@ -111,9 +115,19 @@ class Storage(Closing):
         return store
 
     def _archive_orphans(self) -> None:
+        """Archive tenant files with no organization row that have not been
+        touched for `ORPHAN_GRACE_S`: younger ones may belong to a create
+        still in flight in another process."""
         known = {row[0] for row in self.system.query("SELECT id FROM organizations")}
+        cutoff = time.time() - ORPHAN_GRACE_S
         for org_id in self.tenants.ids():
-            if org_id not in known:
+            if org_id in known:
+                continue
+            try:
+                modified = self.tenants.path_for(org_id).stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if modified < cutoff:
                 self.tenants.archive(org_id)
 
     def tenant(self, org_id: str) -> Tenant:
