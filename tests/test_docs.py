@@ -14,9 +14,13 @@ MODULES = [
     "alkdev_storage._database",
     "alkdev_storage._wake",
     "alkdev_storage.honker",
+    "alkdev_storage.identity",
+    "alkdev_storage.migrations",
     "alkdev_storage.pubsub",
     "alkdev_storage.queues",
     "alkdev_storage.scheduler",
+    "alkdev_storage.ssh",
+    "alkdev_storage.storage",
     "alkdev_storage.streams",
 ]
 

@@ -15,10 +15,6 @@ import pytest
 import alkdev_storage as alk
 from alkdev_storage import identity
 
-ED25519 = (
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ5b2xsZXJjb2FzdGVyc2FyZWZ1bmFuZHNvYXJla2V5cw me@host"
-)
-
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[alk.Storage]:
