@@ -55,3 +55,27 @@ def test_usage_error_exit_2(tmp_path: Path) -> None:
     assert run(cwd=tmp_path).returncode == 2
     done = run("--help", cwd=tmp_path)
     assert done.returncode == 0 and "demo" in done.stdout
+
+
+def test_init_then_tenants_migrate_draws_a_progress_bar(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    done = run("init", "--root", str(root), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "system.db migrated 0 -> 1" in done.stdout
+    with alk.Storage.open(root) as store:
+        owner = store.accounts.create(email="owner@x.io")
+        for i in range(5):
+            store.organizations.create(name=f"org {i}", slug=f"org-{i}", owner_id=owner.id)
+    done = run("tenants", "migrate", "--root", str(root), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "tenants: 5 files, 0 migrated, 5 already current, 0 failed" in done.stdout
+    assert "tenants  [" in done.stderr and "5/5" in done.stderr
+    listed = run("tenants", "list", "--root", str(root), cwd=tmp_path)
+    assert len(listed.stdout.split()) == 5
+
+
+def test_tenants_migrate_needs_an_existing_root(tmp_path: Path) -> None:
+    done = run("tenants", "migrate", "--root", str(tmp_path / "missing"), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "is not a storage root" in done.stderr
+    assert not (tmp_path / "missing").exists()

@@ -138,6 +138,39 @@ def demo(root: Path, *, rows: int = 20_000, out: Callable[[str], None] = print) 
         return {"orders": total, "jobs_done": done, "events": len(seen)}
 
 
+def init(root: Path, *, out: Callable[[str], None] = print) -> None:
+    """Create (or open and migrate) the storage root."""
+    with alk.Storage.open(root) as store:
+        migration = store.system_migration
+        state = (
+            f"migrated {migration.from_version} -> {migration.to_version}"
+            if migration.applied
+            else f"at version {migration.to_version}"
+        )
+        out(f"storage root {root.resolve()}: system.db {state}, {len(store.tenants.ids())} tenants")
+
+
+def tenants_migrate(
+    root: Path, *, progress: bool = True, out: Callable[[str], None] = print
+) -> int:
+    """Migrate every tenant file; the exit status (1 if any failed)."""
+    with alk.Storage.open(root, create=False) as store:
+        result = store.migrate_all(progress=progress)
+    out(
+        f"tenants: {result.total} files, {result.upgraded} migrated, {result.current} already "
+        f"current, {len(result.failed)} failed, in {result.elapsed_s:.2f} s"
+    )
+    for org_id, error in sorted(result.failed.items()):
+        out(f"  {org_id}: {error}")
+    return 0 if result.ok else 1
+
+
+def tenants_list(root: Path, *, out: Callable[[str], None] = print) -> None:
+    with alk.Storage.open(root, create=False) as store:
+        for org_id in store.tenants.ids():
+            out(org_id)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alkdev-storage",
@@ -146,12 +179,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {alk.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo_cmd = commands.add_parser("demo", help="run the end-to-end demo and print what happened")
-    demo_cmd.add_argument(
-        "--root",
-        type=Path,
-        default=DEFAULT_ROOT,
-        help=f"storage root folder (default: ./{DEFAULT_ROOT})",
+    root_help = f"storage root folder (default: ./{DEFAULT_ROOT})"
+    demo_cmd.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=root_help)
+    init_cmd = commands.add_parser("init", help="create or upgrade a storage root")
+    init_cmd.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=root_help)
+    tenants_cmd = commands.add_parser("tenants", help="tenant files")
+    tenant_actions = tenants_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
+    migrate_cmd = tenant_actions.add_parser(
+        "migrate", help="bring every tenant file to the newest schema, with a progress bar"
     )
+    migrate_cmd.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=root_help)
+    migrate_cmd.add_argument(
+        "--no-progress", action="store_true", help="do not draw the progress bar"
+    )
+    list_cmd = tenant_actions.add_parser("list", help="print the org id of every tenant file")
+    list_cmd.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=root_help)
     return parser
 
 
@@ -160,6 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             demo(args.root)
+        elif args.command == "init":
+            init(args.root)
+        elif args.command == "tenants" and args.action == "migrate":
+            return tenants_migrate(args.root, progress=not args.no_progress)
+        elif args.command == "tenants" and args.action == "list":
+            tenants_list(args.root)
         return 0
     except (alk.Error, OSError) as exc:
         print(f"alkdev-storage: error: {exc}", file=sys.stderr)

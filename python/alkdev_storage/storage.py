@@ -22,7 +22,7 @@ from pathlib import Path
 
 from alkdev_storage._closing import Closing
 from alkdev_storage._database import Database, connect
-from alkdev_storage.errors import TenantNotFoundError
+from alkdev_storage.errors import NotFoundError, TenantNotFoundError
 from alkdev_storage.identity import (
     Accounts,
     ApiKeys,
@@ -97,7 +97,7 @@ class Storage(Closing):
         if create:
             (path / TENANTS_DIR).mkdir(parents=True, exist_ok=True)
         elif not (path / SYSTEM_FILE).is_file():
-            raise TenantNotFoundError(f"{path} is not a storage root (no {SYSTEM_FILE})")
+            raise NotFoundError(f"{path} is not a storage root (no {SYSTEM_FILE})")
         system = connect(path / SYSTEM_FILE)
         try:
             result = migrate(system, SYSTEM_SCHEMA)
