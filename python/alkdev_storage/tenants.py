@@ -1,0 +1,625 @@
+"""The tenant registry: one SQLite file per organization, opened lazily and
+kept open within a bound.
+
+>>> import tempfile
+>>> from alkdev_storage.migrations import Migration, Schema
+>>> from alkdev_storage.tenants import TenantRegistry
+>>> notes = Schema("notes", 0x4E4F5445, (
+...     Migration(1, "notes table", "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)"),
+... ))
+>>> tenants = TenantRegistry(tempfile.mkdtemp(), notes, max_open=2)
+>>> tenants.create("acme")
+>>> with tenants.lease("acme") as db:
+...     _ = db.execute("INSERT INTO notes(body) VALUES ('hello')")
+>>> tenants.get("acme").query("SELECT body FROM notes")
+[('hello',)]
+>>> tenants.ids(), tenants.open_count
+(['acme'], 1)
+>>> tenants.archive("acme").parent.name
+'archive'
+>>> tenants.exists("acme"), tenants.purge("acme")
+(False, 1)
+>>> tenants.close()
+
+Files live at ``<directory>/tenant-{org_id}.db``; archived ones at
+``<directory>/archive/tenant-{org_id}.<UTC timestamp>.db``. An org id is
+checked (`TenantRegistry.validate`) before anything touches the disk, so a
+hostile id is an error, never a path.
+
+Handles are opened on first use, migrated to the schema's newest version
+on open, and cached: at most `max_open` at a time (the least recently used
+unleased handle is closed to make room) and none idle for longer than
+`idle_close_s` (checked whenever a handle is asked for; there is no
+background thread). Hold a handle across other registry calls with
+`TenantRegistry.lease`, which pins it; a handle from `TenantRegistry.get`
+is for short use, since the registry may close it to make room for another
+(using it afterwards raises `DatabaseClosedError`).
+
+One process should manage a storage root's tenant files (create, archive,
+purge); other processes may read and write the files themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from alkdev_storage import migrations
+from alkdev_storage._closing import Closing
+from alkdev_storage._database import Database, connect
+from alkdev_storage.errors import (
+    AlreadyExistsError,
+    DatabaseClosedError,
+    InvalidTenantIdError,
+    StorageError,
+    TenantNotFoundError,
+)
+
+__all__ = ["MAX_ID_LENGTH", "MigrateAllResult", "TenantRegistry"]
+
+MAX_ID_LENGTH = 128
+_ID_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+# A live tenant file. Ids never contain ".", so the name splits unambiguously.
+_LIVE_NAME = re.compile(r"tenant-([A-Za-z0-9_-]{1,128})\.db")
+# The files SQLite keeps beside a database, which travel and die with it.
+_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def _now() -> float:
+    """The clock idle times are measured on (tests replace it)."""
+    return time.monotonic()
+
+
+def _utc_stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _with_suffix(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+@dataclass(slots=True)
+class _Handle:
+    db: Database
+    last_used: float
+    leases: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MigrateAllResult:
+    """What `TenantRegistry.migrate_all` did: `total` tenant files seen,
+    `upgraded` to a newer version, `current` already at the newest, and
+    `failed` (org id -> the error; that file is unchanged)."""
+
+    total: int
+    upgraded: int
+    current: int
+    failed: Mapping[str, Exception] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every tenant file is now at the newest version."""
+        return not self.failed
+
+
+class _ProgressBar:
+    """``tenants  [#########.........]  512/1000`` on one line, redrawn."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.WIDTH * done // total if total else self.WIDTH
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        end = "\n" if done >= total else ""
+        self._stream.write(f"\rtenants  [{bar}]  {done}/{total}{end}")
+        self._stream.flush()
+
+
+class TenantRegistry(Closing):
+    """The tenant files under `directory`, each migrated to `schema`.
+
+    `max_open` bounds the open handles (LRU, leased handles excepted);
+    `idle_close_s` closes handles unused for that long (None: never);
+    `connect` opens a file (``alk.connect`` unless replaced). Thread-safe.
+    See the module docstring for an example.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        schema: migrations.Schema,
+        *,
+        max_open: int = 64,
+        idle_close_s: float | None = 300.0,
+        connect: Callable[[Path], Database] = connect,
+    ) -> None:
+        if isinstance(max_open, bool) or not isinstance(max_open, int) or max_open < 1:
+            raise ValueError(f"max_open must be an int of at least 1, got {max_open!r}")
+        if idle_close_s is not None and not idle_close_s >= 0:
+            raise ValueError(f"idle_close_s must be None or at least 0, got {idle_close_s!r}")
+        self._directory = Path(directory)
+        self._schema = schema
+        self._max_open = max_open
+        self._idle_close_s = idle_close_s
+        self._connect = connect
+        self._cond = threading.Condition(threading.Lock())
+        # Under _cond: the open handles, least recently used first; the org
+        # ids with an open/create/archive/discard in progress (others wait
+        # for them); and the slots taken by handles being opened or closed.
+        # Invariant: len(_open) + _reserved <= max_open.
+        self._open: OrderedDict[str, _Handle] = OrderedDict()
+        self._busy: set[str] = set()
+        self._reserved = 0
+        self._closed = False
+
+    # -- names ---------------------------------------------------------------
+
+    @staticmethod
+    def validate(org_id: str) -> str:
+        """`org_id` if it can name a tenant file, else `InvalidTenantIdError`.
+
+        1 to 128 ASCII letters, digits, ``-`` and ``_``, not starting with
+        ``-`` (so UUIDs and slugs fit). Pure: touches nothing on disk.
+
+        >>> TenantRegistry.validate("3f2b9c1e-acme_eu")
+        '3f2b9c1e-acme_eu'
+        >>> TenantRegistry.validate("../etc")
+        Traceback (most recent call last):
+        ...
+        alkdev_storage.errors.InvalidTenantIdError: invalid org id '../etc': '.' at position 0 ...
+        """
+        if not isinstance(org_id, str):
+            raise InvalidTenantIdError(f"org id must be a str, not {type(org_id).__name__}")
+        shown = repr(org_id if len(org_id) <= 40 else org_id[:40] + "...")
+        if not org_id:
+            raise InvalidTenantIdError("org id is empty")
+        if len(org_id) > MAX_ID_LENGTH:
+            raise InvalidTenantIdError(
+                f"invalid org id {shown}: {len(org_id)} characters, at most {MAX_ID_LENGTH}"
+            )
+        if _ID_CHARS.fullmatch(org_id) is None:
+            at, char = next((i, c) for i, c in enumerate(org_id) if not _ID_CHARS.fullmatch(c))
+            raise InvalidTenantIdError(
+                f"invalid org id {shown}: {char!r} at position {at} "
+                f"(only ASCII letters, digits, '-' and '_' are allowed)"
+            )
+        if org_id.startswith("-"):
+            raise InvalidTenantIdError(f"invalid org id {shown}: it starts with '-'")
+        return str(org_id)
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
+    @property
+    def archive_directory(self) -> Path:
+        return self._directory / "archive"
+
+    @property
+    def schema(self) -> migrations.Schema:
+        return self._schema
+
+    @property
+    def max_open(self) -> int:
+        return self._max_open
+
+    @property
+    def idle_close_s(self) -> float | None:
+        return self._idle_close_s
+
+    @property
+    def open_count(self) -> int:
+        """Handles open now, counting those being opened or closed; never
+        above `max_open`."""
+        with self._cond:
+            return len(self._open) + self._reserved
+
+    def path_for(self, org_id: str) -> Path:
+        """Where `org_id`'s tenant file lives (whether or not it exists)."""
+        return self._directory / f"tenant-{self.validate(org_id)}.db"
+
+    def exists(self, org_id: str) -> bool:
+        """True when `org_id` has a live (not archived) tenant file."""
+        path = self.path_for(org_id)
+        self._check_open()
+        return path.is_file()
+
+    def ids(self) -> list[str]:
+        """The org ids that have a live tenant file, sorted."""
+        self._check_open()
+        try:
+            entries = list(os.scandir(self._directory))
+        except FileNotFoundError:
+            return []
+        found = []
+        for entry in entries:
+            match = _LIVE_NAME.fullmatch(entry.name)
+            if match and not match[1].startswith("-") and entry.is_file():
+                found.append(match[1])
+        return sorted(found)
+
+    # -- handles -------------------------------------------------------------
+
+    def get(self, org_id: str) -> Database:
+        """The open handle of `org_id`'s tenant file, opening (and migrating)
+        it if needed; `TenantNotFoundError` if it has no file.
+
+        For short use: a later registry call may close this handle to make
+        room for another (then it raises `DatabaseClosedError`). To hold a
+        handle, use `lease`.
+        """
+        return self._acquire(self.validate(org_id), lease=False)
+
+    def lease(self, org_id: str) -> AbstractContextManager[Database]:
+        """``with registry.lease(org_id) as db:`` — the handle, pinned open
+        (never evicted or idle-closed) until the block ends."""
+        return self._lease(self.validate(org_id))
+
+    @contextlib.contextmanager
+    def _lease(self, org: str) -> Iterator[Database]:
+        db = self._acquire(org, lease=True)
+        try:
+            yield db
+        finally:
+            with self._cond:
+                handle = self._open.get(org)
+                if handle is not None and handle.db is db:
+                    handle.leases -= 1
+                    handle.last_used = _now()
+                    self._open.move_to_end(org)
+                    self._cond.notify_all()
+
+    def close_idle(self) -> int:
+        """Close the unleased handles idle for longer than `idle_close_s`;
+        how many. Also runs on every `get` and `lease`."""
+        with self._cond:
+            self._check_open_locked()
+            idle = self._take_idle_locked()
+        self._close_handles(idle)
+        return len(idle)
+
+    def _acquire(self, org: str, *, lease: bool) -> Database:
+        with self._cond:
+            self._check_open_locked()
+            idle = self._take_idle_locked(keep=org)
+            handle = self._open.get(org)
+            if handle is not None:
+                handle.last_used = _now()
+                handle.leases += lease
+                self._open.move_to_end(org)
+        self._close_handles(idle)
+        if handle is not None:
+            return handle.db
+        path = self.path_for(org)
+        if not path.is_file():  # before evicting anything to make room
+            raise TenantNotFoundError(f"organization {org!r} has no tenant file ({path})")
+        with self._cond:
+            handle, victim = self._reserve_locked(org)
+            if handle is not None:
+                handle.leases += lease
+                return handle.db
+        return self._open_reserved(org, victim, lease=lease, creating=False)
+
+    def _open_reserved(
+        self, org: str, victim: Database | None, *, lease: bool, creating: bool
+    ) -> Database:
+        """Open `org`'s file in the slot `_reserve_locked` took, after
+        closing the handle it evicted, and cache the handle (leased if
+        `lease`). The lock is not held here: opening and migrating are slow.
+        When `creating`, a failure removes the file before `org` is released."""
+        path = self.path_for(org)
+        db: Database | None = None
+        try:
+            if victim is not None:
+                victim.close()
+            # Checked again now that `org` is ours: it may have been archived.
+            if not creating and not path.is_file():
+                raise TenantNotFoundError(f"organization {org!r} has no tenant file ({path})")
+            db = self._connect(path)
+            migrations.migrate(db, self._schema)
+            with self._cond:
+                if not self._closed:
+                    self._reserved -= 1
+                    self._busy.discard(org)
+                    self._open[org] = _Handle(db, _now(), int(lease))
+                    self._cond.notify_all()
+                    return db
+            raise DatabaseClosedError("the tenant registry was closed while opening the file")
+        except BaseException:
+            try:
+                if db is not None:
+                    db.close()
+                if creating:
+                    self._unlink_all(path)
+            finally:
+                self._release_slot(org)
+            raise
+
+    def _reserve_locked(self, org: str) -> tuple[_Handle | None, Database | None]:
+        """With the lock held: `org`'s open handle (touched), or else mark
+        `org` busy and take a slot for opening it. With no slot free, the
+        least recently used unleased handle is evicted and returned: the
+        caller closes it (without the lock) and then opens `org` in its
+        slot. Waits while `org` is busy, or while every handle is leased
+        but others are being opened or closed; raises `StorageError` when
+        every handle is leased."""
+        while True:
+            self._check_open_locked()
+            handle = self._open.get(org)
+            if handle is not None:
+                handle.last_used = _now()
+                self._open.move_to_end(org)
+                return handle, None
+            if org in self._busy:
+                self._cond.wait()
+                continue
+            victim: Database | None = None
+            if len(self._open) + self._reserved >= self._max_open:
+                key = next((k for k, h in self._open.items() if not h.leases), None)
+                if key is None:
+                    if self._reserved:
+                        # A slot in flight will be freed or become evictable.
+                        self._cond.wait()
+                        continue
+                    raise StorageError(
+                        f"cannot open the tenant file of {org!r}: all {self._max_open} "
+                        f"open tenant handles are leased; end a lease or raise max_open"
+                    )
+                victim = self._open.pop(key).db
+            self._reserved += 1
+            self._busy.add(org)
+            return None, victim
+
+    def _claim_locked(self, org: str) -> _Handle | None:
+        """With the lock held: wait until nothing else is under way for
+        `org`, mark it busy, and take its open handle out of the cache
+        (keeping its slot until `_release_slot`). Refuses a leased handle."""
+        while True:
+            self._check_open_locked()
+            if org not in self._busy:
+                break
+            self._cond.wait()
+        handle = self._open.get(org)
+        if handle is not None:
+            if handle.leases:
+                raise StorageError(
+                    f"the tenant file of {org!r} is leased ({handle.leases} lease(s)); "
+                    f"end the lease first"
+                )
+            del self._open[org]
+            self._reserved += 1
+        self._busy.add(org)
+        return handle
+
+    def _release_slot(self, org: str, *, held: bool = True) -> None:
+        with self._cond:
+            self._reserved -= held
+            self._busy.discard(org)
+            self._cond.notify_all()
+
+    def _take_idle_locked(self, keep: str | None = None) -> list[Database]:
+        """With the lock held: remove the handles idle past `idle_close_s`,
+        except `keep`'s (their slots stay taken until `_close_handles` gives
+        them back)."""
+        if self._idle_close_s is None or not self._open:
+            return []
+        cutoff = _now() - self._idle_close_s
+        idle = []
+        for key, handle in self._open.items():
+            if handle.leases or key == keep:
+                continue
+            if handle.last_used > cutoff:
+                break  # the rest were used later (the order is by last use)
+            idle.append(key)
+        self._reserved += len(idle)
+        return [self._open.pop(key).db for key in idle]
+
+    def _close_handles(self, handles: list[Database]) -> None:
+        """Close handles taken out of the cache, then give back their slots."""
+        if not handles:
+            return
+        try:
+            for db in handles:
+                db.close()
+        finally:
+            with self._cond:
+                self._reserved -= len(handles)
+                self._cond.notify_all()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def create(self, org_id: str) -> None:
+        """Create `org_id`'s tenant file at the schema's newest version (and
+        keep it open). `AlreadyExistsError` if the file exists. If migrating
+        fails, the new file is removed and the error propagates."""
+        org = self.validate(org_id)
+        with self._cond:
+            handle, victim = self._reserve_locked(org)
+            if handle is not None:
+                raise AlreadyExistsError(f"organization {org!r} already has a tenant file")
+        path = self.path_for(org)
+        try:
+            if victim is not None:
+                victim.close()
+            self._directory.mkdir(parents=True, exist_ok=True)
+            try:
+                # O_EXCL: of two creators, exactly one gets the file.
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            except FileExistsError:
+                raise AlreadyExistsError(
+                    f"organization {org!r} already has a tenant file ({path})"
+                ) from None
+        except BaseException:
+            self._release_slot(org)
+            raise
+        self._open_reserved(org, None, lease=False, creating=True)
+
+    def discard(self, org_id: str) -> None:
+        """Undo `create`: close `org_id`'s handle and delete its tenant file
+        (with its -wal/-shm). For when the organization's own record failed
+        to commit; use `archive` to delete an organization. A missing file
+        is not an error."""
+        org = self.validate(org_id)
+        with self._cond:
+            handle = self._claim_locked(org)
+        try:
+            if handle is not None:
+                handle.db.close()
+            self._unlink_all(self.path_for(org))
+        finally:
+            self._release_slot(org, held=handle is not None)
+
+    def archive(self, org_id: str) -> Path:
+        """Close `org_id`'s tenant file and move it (with any -wal/-shm) to
+        ``archive/tenant-{org_id}.<UTC timestamp>.db``; the new path.
+        Nothing is deleted (see `purge`). `TenantNotFoundError` if there is
+        no live file; `StorageError` while the file is leased."""
+        org = self.validate(org_id)
+        with self._cond:
+            handle = self._claim_locked(org)
+        try:
+            if handle is not None:
+                try:
+                    # Fold the WAL into the file so the archive is one file.
+                    handle.db.checkpoint("TRUNCATE")
+                finally:
+                    handle.db.close()
+            path = self.path_for(org)
+            if not path.is_file():
+                raise TenantNotFoundError(f"organization {org!r} has no tenant file ({path})")
+            self.archive_directory.mkdir(parents=True, exist_ok=True)
+            stamp = _utc_stamp()
+            target = self.archive_directory / f"tenant-{org}.{stamp}.db"
+            n = 1
+            while any(_with_suffix(target, s).exists() for s in ("", *_SIDECARS)):
+                n += 1  # archived twice in one second: never overwrite
+                target = self.archive_directory / f"tenant-{org}.{stamp}-{n}.db"
+            # The database first: once it has moved, the tenant is gone. If a
+            # crash leaves a -wal behind, SQLite deletes it when it next finds
+            # it beside an empty or missing file (a later create).
+            os.rename(path, target)
+            for suffix in _SIDECARS:
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(_with_suffix(path, suffix), _with_suffix(target, suffix))
+            return target
+        finally:
+            self._release_slot(org, held=handle is not None)
+
+    def archived(self, org_id: str) -> list[Path]:
+        """`org_id`'s archived tenant files, oldest first."""
+        org = self.validate(org_id)
+        self._check_open()
+        pattern = re.compile(rf"tenant-{re.escape(org)}\.(\d{{8}}T\d{{6}}Z)(?:-(\d+))?\.db")
+        found = []
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.archive_directory):
+                match = pattern.fullmatch(entry.name)
+                if match:
+                    found.append((match[1], int(match[2] or 1), entry.path))
+        return [Path(p) for *_, p in sorted(found)]
+
+    def purge(self, org_id: str) -> int:
+        """Delete `org_id`'s archived tenant files (with their -wal/-shm);
+        how many archives were deleted. The only way an archive is deleted."""
+        archives = self.archived(org_id)
+        for path in archives:
+            self._unlink_all(path)
+        return len(archives)
+
+    def migrate_all(
+        self, *, progress: bool | Callable[[int, int], None] = False
+    ) -> MigrateAllResult:
+        """Open and migrate every live tenant file, one at a time within
+        `max_open` (each is closed again unless it was already open; open
+        ones were migrated when they were opened).
+
+        A file that fails is left unchanged and reported in the result's
+        `failed`; the others are still migrated. `progress=True` draws a bar
+        on stderr; a callable is called with ``(done, total)``.
+        """
+        report: Callable[[int, int], None] | None
+        report = _ProgressBar(sys.stderr) if progress is True else progress or None
+        started = time.perf_counter()
+        orgs = self.ids()
+        upgraded = current = 0
+        failed: dict[str, Exception] = {}
+        if report is not None:
+            report(0, len(orgs))
+        for done, org in enumerate(orgs, 1):
+            try:
+                if self._migrate_one(org):
+                    upgraded += 1
+                else:
+                    current += 1
+            except Exception as exc:
+                if isinstance(exc, DatabaseClosedError) and self._closed:
+                    raise
+                failed[org] = exc
+            if report is not None:
+                report(done, len(orgs))
+        return MigrateAllResult(len(orgs), upgraded, current, failed, time.perf_counter() - started)
+
+    def _migrate_one(self, org: str) -> bool:
+        """Migrate `org`'s file unless it is open; True if its version rose."""
+        with self._cond:
+            handle, victim = self._reserve_locked(org)
+            if handle is not None:
+                return False
+        db: Database | None = None
+        try:
+            if victim is not None:
+                victim.close()
+            path = self.path_for(org)
+            if not path.is_file():
+                raise TenantNotFoundError(f"organization {org!r} has no tenant file ({path})")
+            db = self._connect(path)
+            return migrations.migrate(db, self._schema).applied > 0
+        finally:
+            if db is not None:
+                db.close()
+            self._release_slot(org)
+
+    def close(self) -> None:
+        """Close every handle, leased or not. Later calls raise
+        `DatabaseClosedError`. Idempotent."""
+        with self._cond:
+            self._closed = True
+            handles = [h.db for h in self._open.values()]
+            self._reserved += len(handles)
+            self._open.clear()
+            self._cond.notify_all()
+        self._close_handles(handles)
+
+    def _check_open(self) -> None:
+        with self._cond:
+            self._check_open_locked()
+
+    def _check_open_locked(self) -> None:
+        if self._closed:
+            raise DatabaseClosedError("the tenant registry is closed")
+
+    @staticmethod
+    def _unlink_all(path: Path) -> None:
+        # The sidecars first: a -wal must never outlive its database.
+        for suffix in _SIDECARS:
+            _with_suffix(path, suffix).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.open_count}/{self._max_open} open"
+        return f"<TenantRegistry {str(self._directory)!r} {self._schema.kind} {state}>"
