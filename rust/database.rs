@@ -525,8 +525,7 @@ impl Database {
     /// implicit transaction around it).
     fn executescript(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
         let writer = self.core.acquire_writer(py)?;
-        let (_writer, out) =
-            detached_with(py, writer, |w| w.execute_batch(sql).map_err(Error::run));
+        let (_writer, out) = detached_with(py, writer, |w| exec::script(w, sql));
         Ok(out?)
     }
 

@@ -250,3 +250,58 @@ pub fn control(conn: &Connection, sql: &str) -> Result<()> {
     stmt.raw_execute().map_err(Error::run)?;
     Ok(())
 }
+
+/// Run every statement of a script in order, as written. A statement that
+/// does not compile is a `Stage::Prepare` error (`ProgrammingError` for
+/// a mistake in the SQL), one that fails while running a `Stage::Run` error,
+/// exactly as for a single `execute`.
+pub fn script(conn: &Connection, sql: &str) -> Result<()> {
+    use fallible_iterator::FallibleIterator;
+    let mut batch = rusqlite::Batch::new(conn, sql);
+    while let Some(mut stmt) = batch.next().map_err(Error::prepare)? {
+        stmt.raw_execute().map_err(Error::run)?;
+    }
+    Ok(())
+}
+
+/// True if `sql` begins with a statement that ends or opens a transaction
+/// (`BEGIN`, `COMMIT`, `END`, or `ROLLBACK` without `TO`). Savepoint
+/// statements (`SAVEPOINT`, `RELEASE`, `ROLLBACK TO`) are not.
+pub fn is_transaction_control(sql: &str) -> bool {
+    let mut words = sql_words(sql);
+    match words.next().as_deref() {
+        Some("BEGIN" | "COMMIT" | "END") => true,
+        Some("ROLLBACK") => {
+            let mut next = words.next();
+            if next.as_deref() == Some("TRANSACTION") {
+                next = words.next();
+            }
+            next.as_deref() != Some("TO")
+        }
+        _ => false,
+    }
+}
+
+/// The leading words of `sql`, upper-cased, skipping whitespace and
+/// comments.
+fn sql_words(sql: &str) -> impl Iterator<Item = String> + '_ {
+    let mut rest = sql;
+    std::iter::from_fn(move || loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, tail)| tail);
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, tail)| tail);
+        } else {
+            let end = rest
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
+            if end == 0 {
+                return None;
+            }
+            let word = rest[..end].to_ascii_uppercase();
+            rest = &rest[end..];
+            return Some(word);
+        }
+    })
+}

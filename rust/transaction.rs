@@ -12,6 +12,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::Connection;
 
 use crate::convert::to_params;
@@ -21,6 +22,10 @@ use crate::database::{
 use crate::detach::{detached, detached_with};
 use crate::errors::{Error, Result};
 use crate::exec::{self, Outcome};
+
+const CONTROL_REFUSED: &str =
+    "BEGIN, COMMIT, END and ROLLBACK cannot run inside db.transaction(); \
+     end it with tx.commit() or tx.rollback(), or nest with tx.savepoint()";
 
 struct TxState {
     conn: Option<Connection>,
@@ -53,6 +58,17 @@ impl Transaction {
     /// True if this transaction is on `core`'s writer.
     pub fn belongs_to(&self, core: &Arc<Core>) -> bool {
         Arc::ptr_eq(&self.core, core)
+    }
+
+    /// Refuse a statement that would end (or re-begin) the transaction
+    /// behind our back: `tx.commit()` / `tx.rollback()` / `tx.savepoint()`
+    /// are the way.
+    fn refuse_control(sql: &str) -> Result<()> {
+        if exec::is_transaction_control(sql) {
+            Err(Error::Programming(CONTROL_REFUSED.into()))
+        } else {
+            Ok(())
+        }
     }
 
     /// Run `work` on the transaction's connection, detached.
@@ -117,6 +133,7 @@ impl Transaction {
         sql: &str,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<ExecuteResult> {
+        Self::refuse_control(sql)?;
         let params = to_params(params)?;
         let stats = &self.core.stats;
         Ok(self
@@ -130,6 +147,7 @@ impl Transaction {
         sql: &str,
         seq_of_params: &Bound<'_, PyAny>,
     ) -> PyResult<ExecuteResult> {
+        Self::refuse_control(sql)?;
         let stats = &self.core.stats;
         let mut total = Outcome::NOTHING;
         {
@@ -144,8 +162,27 @@ impl Transaction {
         Ok(total.into())
     }
 
+    /// Run a script inside the transaction. Statements that would end it
+    /// (`COMMIT`, `ROLLBACK`, `END`, a nested `BEGIN`) are refused by an
+    /// authorizer for the script's duration, so a script can never commit
+    /// half of the caller's work.
     fn executescript(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
-        Ok(self.with_conn(py, |c| c.execute_batch(sql).map_err(Error::run))?)
+        Ok(self.with_conn(py, |c| {
+            c.authorizer(Some(|ctx: AuthContext<'_>| match ctx.action {
+                AuthAction::Transaction { .. } => Authorization::Deny,
+                _ => Authorization::Allow,
+            }))
+            .map_err(Error::run)?;
+            let out = exec::script(c, sql);
+            c.authorizer(None::<fn(AuthContext<'_>) -> Authorization>)
+                .map_err(Error::run)?;
+            out.map_err(|e| match e {
+                Error::Sqlite { code, .. } if code == rusqlite::ffi::SQLITE_AUTH => {
+                    Error::Programming(CONTROL_REFUSED.into())
+                }
+                other => other,
+            })
+        })?)
     }
 
     #[pyo3(signature = (sql, params=None, *, as_dict=false))]
@@ -156,6 +193,7 @@ impl Transaction {
         params: Option<&Bound<'py, PyAny>>,
         as_dict: bool,
     ) -> PyResult<Bound<'py, PyList>> {
+        Self::refuse_control(sql)?;
         let params = to_params(params)?;
         let stats = &self.core.stats;
         let fetched = self.with_conn(py, |c| {
@@ -172,6 +210,7 @@ impl Transaction {
         params: Option<&Bound<'py, PyAny>>,
         as_dict: bool,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        Self::refuse_control(sql)?;
         let params = to_params(params)?;
         let stats = &self.core.stats;
         let fetched = self.with_conn(py, |c| {

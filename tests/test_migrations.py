@@ -189,17 +189,33 @@ def test_a_failing_step_on_a_fresh_file_leaves_it_unmarked(db: alk.Database) -> 
     assert migrate(db, SCHEMA).applied == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG in migrations.py / Transaction: a step that runs COMMIT ends the "
-    "migration transaction early; its first half stays committed at the old version",
+@pytest.mark.parametrize(
+    "step",
+    [
+        "CREATE TABLE tags(name TEXT); COMMIT; SELECT * FROM nowhere",
+        "CREATE TABLE tags(name TEXT); ROLLBACK; BEGIN; CREATE TABLE other(x)",
+        "CREATE TABLE tags(name TEXT); END TRANSACTION",
+    ],
 )
-def test_a_step_cannot_commit_the_migration_half_way(db: alk.Database) -> None:
+def test_a_step_cannot_end_the_migration_half_way(db: alk.Database, step: str) -> None:
     at_v2(db)
     before = dump(db)
-    sneaky = Migration(3, "commits", "CREATE TABLE tags(name TEXT); COMMIT; SELECT * FROM nowhere")
-    with pytest.raises(MigrationError):
+    sneaky = Migration(3, "commits", step)
+    with pytest.raises(MigrationError, match=r"tx\.commit"):
         migrate(db, Schema("notes", APP_ID, (V1, V2, sneaky)))
+    assert dump(db) == before
+
+
+def test_a_callable_step_cannot_commit_either(db: alk.Database) -> None:
+    at_v2(db)
+    before = dump(db)
+
+    def commits(tx: alk.Transaction) -> None:
+        tx.execute("CREATE TABLE tags(name TEXT)")
+        tx.execute("  /* sneaky */ commit")
+
+    with pytest.raises(MigrationError, match=r"tx\.commit"):
+        migrate(db, Schema("notes", APP_ID, (V1, V2, Migration(3, "commits", commits))))
     assert dump(db) == before
 
 

@@ -119,3 +119,51 @@ def test_transaction_across_two_databases_on_one_file(db_path) -> None:
     assert b.query_one("SELECT count(*) FROM t") == (1,)
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COMMIT",
+        "commit transaction",
+        "END",
+        "ROLLBACK",
+        "rollback transaction",
+        "BEGIN",
+        "/* c */ -- line\n  Commit",
+    ],
+)
+def test_statements_that_would_end_the_transaction_are_refused(db, sql):
+    with db.transaction() as tx:
+        tx.execute("INSERT INTO t(x) VALUES (1)")
+        for call in (tx.execute, tx.query, tx.query_one, tx.executescript):
+            with pytest.raises(alk.ProgrammingError, match=r"tx\.commit"):
+                call(sql)
+        with pytest.raises(alk.ProgrammingError, match=r"tx\.commit"):
+            tx.executemany(sql, [()])
+        assert tx.active
+        with pytest.raises(alk.ProgrammingError, match=r"tx\.commit"):
+            tx.executescript("INSERT INTO t(x) VALUES (2); COMMIT; INSERT INTO t(x) VALUES (3)")
+        tx.rollback()
+    assert db.query("SELECT count(*) FROM t") == [(0,)]
+
+
+def test_savepoint_statements_still_run_inside_a_transaction(db):
+    with db.transaction() as tx:
+        tx.execute("SAVEPOINT a")
+        tx.execute("INSERT INTO t(x) VALUES (1)")
+        tx.execute("ROLLBACK TO a")
+        tx.execute("ROLLBACK TRANSACTION TO SAVEPOINT a")
+        tx.executescript("RELEASE a; SAVEPOINT b; INSERT INTO t(x) VALUES (2); RELEASE b")
+    assert db.query("SELECT x FROM t") == [(2,)]
+
+
+def test_script_errors_are_classed_like_single_statements(db):
+    with pytest.raises(alk.ProgrammingError, match="syntax"):
+        db.executescript("INSERT INTO t(x) VALUES (1); SELEC 2")
+    with pytest.raises(alk.ProgrammingError, match="no such table"):
+        db.executescript("SELECT * FROM nowhere")
+    with db.transaction() as tx, pytest.raises(alk.ProgrammingError):
+        tx.executescript("SELECT * FROM nowhere")
+    with pytest.raises(alk.ConstraintError):
+        db.executescript("CREATE TABLE u(x UNIQUE); INSERT INTO u VALUES (1), (1)")
