@@ -45,9 +45,18 @@ The tree::
     ├── InvalidTenantIdError (also ValueError)
     ├── InvalidPublicKeyError (also ValueError)
     ├── SchemaVersionError, MigrationError
-    └── AuthenticationError
-        ├── UnknownKeyError, KeyDisabledError, KeyExpiredError,
-        └── KeyRevokedError, KeyRotatedError
+    ├── AuthenticationError
+    │   ├── UnknownKeyError, KeyDisabledError, KeyExpiredError,
+    │   └── KeyRevokedError, KeyRotatedError
+    ├── ScopeViolationError (also PermissionError)
+    │   ├── NotAMemberError, NotTenantAdminError, NotTypeOwnerError,
+    │   └── SystemTypeProtectedError, ReservedTypeNameError
+    ├── InvalidSchemaError (also ValueError)
+    ├── TypeVersionError (also ValueError)
+    └── GraphRuleError (also ValueError)
+        ├── UnknownTypeError, ValidationError, MissingEndpointError,
+        ├── EndpointTypeError, SelfLoopError, MultiEdgeError,
+        └── EdgeDirectionError, ArchivedGraphError, StatusTransitionError
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ __all__ = [
     "AccountNotFoundError",
     "AlreadyExistsError",
     "ApiKeyNotFoundError",
+    "ArchivedGraphError",
     "AuthenticationError",
     "BusyError",
     "CantOpenError",
@@ -66,14 +76,18 @@ __all__ = [
     "DatabaseClosedError",
     "DatabaseError",
     "DiskIOError",
+    "EdgeDirectionError",
+    "EndpointTypeError",
     "Error",
     "FullError",
+    "GraphRuleError",
     "InUseError",
     "IntegrityError",
     "InterfaceError",
     "InternalError",
     "InterruptError",
     "InvalidPublicKeyError",
+    "InvalidSchemaError",
     "InvalidTenantIdError",
     "KeyDisabledError",
     "KeyExpiredError",
@@ -82,10 +96,15 @@ __all__ = [
     "LockedError",
     "MembershipNotFoundError",
     "MigrationError",
+    "MissingEndpointError",
+    "MultiEdgeError",
     "NestedTransactionError",
     "NotADatabaseError",
+    "NotAMemberError",
     "NotFoundError",
     "NotSupportedError",
+    "NotTenantAdminError",
+    "NotTypeOwnerError",
     "OperationalError",
     "OrganizationNotFoundError",
     "ParameterCountError",
@@ -93,12 +112,20 @@ __all__ = [
     "ParameterTypeError",
     "ProgrammingError",
     "ReadOnlyError",
+    "ReservedTypeNameError",
     "SchemaChangedError",
     "SchemaVersionError",
+    "ScopeViolationError",
+    "SelfLoopError",
+    "StatusTransitionError",
     "StorageError",
+    "SystemTypeProtectedError",
     "TenantNotFoundError",
     "TransactionClosedError",
+    "TypeVersionError",
     "UnknownKeyError",
+    "UnknownTypeError",
+    "ValidationError",
     "Warning",
     "sqlite_error_name",
 ]
@@ -323,6 +350,96 @@ class KeyRevokedError(AuthenticationError):
 
 class KeyRotatedError(AuthenticationError):
     """The API key was rotated; use the key it was rotated to."""
+
+
+class ScopeViolationError(StorageError, PermissionError):
+    """The caller may not do this to a graph type (SPEC §5, scope). Nothing
+    was changed; the attempt is in the audit log."""
+
+
+class NotAMemberError(ScopeViolationError):
+    """The account is not a member of the organization whose tenant file it
+    tried to use."""
+
+
+class NotTenantAdminError(ScopeViolationError):
+    """Only an organization's owners and admins register, alter or delete
+    its tenant-scoped graph types."""
+
+
+class NotTypeOwnerError(ScopeViolationError):
+    """A user-scoped graph type belongs to the account that registered it;
+    only that account alters or deletes it or creates graphs of it."""
+
+
+class SystemTypeProtectedError(ScopeViolationError):
+    """System graph types are defined by the platform (``store.graph_types``);
+    a tenant can use them but never register, alter or delete one."""
+
+
+class ReservedTypeNameError(ScopeViolationError):
+    """The name belongs to a system graph type; pick another."""
+
+
+class InvalidSchemaError(StorageError, ValueError):
+    """A node or edge type's JSON Schema is not a valid schema. Fix the
+    schema; nothing was registered."""
+
+
+class TypeVersionError(StorageError, ValueError):
+    """A graph type's spec changed but its ``version`` did not go up (or
+    went down). Register the change with a higher version."""
+
+
+class GraphRuleError(StorageError, ValueError):
+    """A node or edge write broke a rule of the metagraph (SPEC §5). The
+    subclass names the rule; nothing was written."""
+
+
+class UnknownTypeError(GraphRuleError):
+    """The graph's type has no node or edge type of that name (or the graph
+    has no type, or no graph type has that name)."""
+
+
+class ValidationError(GraphRuleError):
+    """Attributes do not satisfy their type's JSON Schema. ``violations``
+    lists every problem as ``(json_pointer, message)`` pairs."""
+
+    def __init__(self, message: str, violations: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.violations: list[tuple[str, str]] = list(violations or [])
+
+
+class MissingEndpointError(GraphRuleError):
+    """An edge names a source or target node that is not in the graph."""
+
+
+class EndpointTypeError(GraphRuleError):
+    """The edge type does not allow a node of that type at that end."""
+
+
+class SelfLoopError(GraphRuleError):
+    """The graph type does not allow an edge from a node to itself."""
+
+
+class MultiEdgeError(GraphRuleError):
+    """The graph type allows one edge per pair of nodes (unordered for
+    undirected edges), and that pair already has one."""
+
+
+class EdgeDirectionError(GraphRuleError):
+    """A directed graph got an undirected edge (undirected graphs store
+    every edge as undirected; mixed graphs take both)."""
+
+
+class ArchivedGraphError(GraphRuleError):
+    """The graph is archived, or has lost its type: it is read-only. Set its
+    status back to ``active`` to write again."""
+
+
+class StatusTransitionError(GraphRuleError):
+    """Graph status moves draft → active → archived, draft → archived, or
+    archived → active; nothing else."""
 
 
 _PRIMARY_NAMES = {
