@@ -135,7 +135,9 @@ class TenantRegistry(Closing):
 
     `max_open` bounds the open handles (LRU, leased handles excepted);
     `idle_close_s` closes handles unused for that long (None: never);
-    `connect` opens a file (``alk.connect`` unless replaced). Thread-safe.
+    `connect` opens a file (``alk.connect`` unless replaced); `on_open` runs
+    on every file after it is opened and migrated (the storage host seeds
+    system graph types there). Thread-safe.
     See the module docstring for an example.
     """
 
@@ -147,6 +149,7 @@ class TenantRegistry(Closing):
         max_open: int = 64,
         idle_close_s: float | None = 300.0,
         connect: Callable[[Path], Database] = connect,
+        on_open: Callable[[Database], None] | None = None,
     ) -> None:
         if isinstance(max_open, bool) or not isinstance(max_open, int) or max_open < 1:
             raise ValueError(f"max_open must be an int of at least 1, got {max_open!r}")
@@ -157,6 +160,7 @@ class TenantRegistry(Closing):
         self._max_open = max_open
         self._idle_close_s = idle_close_s
         self._connect = connect
+        self._on_open = on_open
         self._cond = threading.Condition(threading.Lock())
         # Under _cond: the open handles, least recently used first; the org
         # ids with an open/create/archive/discard in progress (others wait
@@ -332,6 +336,8 @@ class TenantRegistry(Closing):
                 raise TenantNotFoundError(f"organization {org!r} has no tenant file ({path})")
             db = self._connect(path)
             migrations.migrate(db, self._schema)
+            if self._on_open is not None:
+                self._on_open(db)
             with self._cond:
                 if not self._closed:
                     self._reserved -= 1
@@ -588,7 +594,10 @@ class TenantRegistry(Closing):
             if not path.is_file():
                 raise TenantNotFoundError(f"organization {org!r} has no tenant file ({path})")
             db = self._connect(path)
-            return migrations.migrate(db, self._schema).applied > 0
+            upgraded = migrations.migrate(db, self._schema).applied > 0
+            if self._on_open is not None:
+                self._on_open(db)
+            return upgraded
         finally:
             if db is not None:
                 db.close()
