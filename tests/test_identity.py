@@ -157,8 +157,8 @@ def test_deleting_an_organization_archives_its_file_and_purge_deletes_it(
 ) -> None:
     ada = store.accounts.create(email="ada@x.io")
     acme = store.organizations.create(name="Acme", slug="acme", owner_id=ada.id)
-    with store.tenant(acme.id).lease() as db:
-        db.execute("INSERT INTO graphs (id, name) VALUES ('g', 'keep me')")
+    with store.tenant(acme.id) as tenant:
+        tenant.db.execute("INSERT INTO graphs (id, name) VALUES ('g', 'keep me')")
     store.organizations.delete(acme.id, actor_id=ada.id)
     with pytest.raises(alk.OrganizationNotFoundError):
         store.organizations.get(acme.id)

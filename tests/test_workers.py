@@ -17,16 +17,7 @@ import asyncio, json, sys
 import alkdev_storage as alk
 
 async def worker(q, name, seen):
-    jobs = q.claim(name, idle_poll_s=0.2)
-    while True:
-        try:
-            job = await asyncio.wait_for(anext(jobs), timeout=1.0)
-        except asyncio.TimeoutError:
-            if q.next_claim_at() is None and not q._db.query_one(
-                "SELECT 1 FROM _honker_live WHERE queue = ?", (q.name,)
-            ):
-                return
-            continue
+    async for job in q.claim(name, idle_poll_s=0.2):
         if not job.ack():
             raise SystemExit(f"lost the claim on {job.id}")
         seen.append(job.payload["n"])
@@ -35,7 +26,21 @@ async def main(path, tag, workers):
     db = alk.connect(path)
     q = db.queue("jobs")
     seen = []
-    await asyncio.gather(*(worker(q, f"{tag}-{i}", seen) for i in range(workers)))
+    tasks = [asyncio.create_task(worker(q, f"{tag}-{i}", seen)) for i in range(workers)]
+    # Stop the workers the way a service does: cancel the tasks running the
+    # loops (cancelling a pending anext() would end the claim iterator).
+    while not any(t.done() for t in tasks):
+        await asyncio.sleep(0.2)
+        (live,) = db.query_one("SELECT count(*) FROM _honker_live WHERE queue = 'jobs'")
+        if live == 0:
+            break
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        try:
+            await t
+        except asyncio.CancelledError:
+            pass
     print(json.dumps(seen))
 
 asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))

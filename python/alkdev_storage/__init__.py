@@ -72,6 +72,7 @@ from alkdev_storage.errors import (
     UnknownKeyError,
     Warning,
 )
+from alkdev_storage.metagraph.views import AccountView, Tenant
 from alkdev_storage.pubsub import Listener, Lock, LockHeld, Notification
 from alkdev_storage.queues import Outbox, Queue
 from alkdev_storage.scheduler import (
@@ -82,13 +83,14 @@ from alkdev_storage.scheduler import (
     crontab,
     every_s,
 )
-from alkdev_storage.storage import Storage, Tenant
+from alkdev_storage.storage import Storage
 from alkdev_storage.streams import Event, Stream, Subscription
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccountNotFoundError",
+    "AccountView",
     "AlreadyExistsError",
     "ApiKeyNotFoundError",
     "AuthenticationError",

@@ -147,6 +147,10 @@ class Queue:
         Sleeps until a commit touches the file (any process), a delayed or
         timed-out job comes due, or `idle_poll_s` passes. No thread per
         waiter: the process's one watcher thread wakes the event loop.
+
+        To stop, cancel the task running the ``async for`` loop. Cancelling
+        a pending ``anext()`` (``asyncio.wait_for(anext(it), t)`` timing out)
+        ends the iterator for good, as with any async generator.
         """
         check.text("worker_id", worker_id)
         with AsyncChange(self._db.path) as change:

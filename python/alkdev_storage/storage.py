@@ -14,10 +14,9 @@ organization (``tenants/tenant-{orgId}.db``). SPEC §3.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 
 from alkdev_storage._closing import Closing
@@ -30,6 +29,9 @@ from alkdev_storage.identity import (
     Organizations,
     PeerCredentials,
 )
+from alkdev_storage.metagraph.system import SystemGraphTypes
+from alkdev_storage.metagraph.types import GraphTypeInfo, list_types, mirror_system_types
+from alkdev_storage.metagraph.views import AccountView, Tenant
 from alkdev_storage.migrations import MigrationResult, migrate
 from alkdev_storage.schema_system import SYSTEM_SCHEMA
 from alkdev_storage.schema_tenant import TENANT_SCHEMA
@@ -40,24 +42,6 @@ SYSTEM_FILE = "system.db"
 #: is this old (seconds), so a create in flight elsewhere is left alone.
 ORPHAN_GRACE_S = 600.0
 TENANTS_DIR = "tenants"
-
-
-@dataclass(frozen=True, slots=True)
-class Tenant:
-    """An organization's tenant file. `db` opens it on demand (and may hand
-    out a new handle after the registry closed an idle one); hold it across
-    several calls with ``with tenant.lease() as db:``."""
-
-    org_id: str
-    path: Path
-    _registry: TenantRegistry
-
-    @property
-    def db(self) -> Database:
-        return self._registry.get(self.org_id)
-
-    def lease(self) -> AbstractContextManager[Database]:
-        return self._registry.lease(self.org_id)
 
 
 class Storage(Closing):
@@ -79,6 +63,10 @@ class Storage(Closing):
         self.api_keys = ApiKeys(system)
         self.peer_credentials = PeerCredentials(system)
         self.audit = AuditLog(system)
+        self._types_lock = threading.Lock()
+        self._canonical: list[GraphTypeInfo] | None = None
+        self.graph_types = SystemGraphTypes(self)
+        tenants.on_open = self._seed
 
     @classmethod
     def open(
@@ -131,12 +119,37 @@ class Storage(Closing):
                 self.tenants.archive(org_id)
 
     def tenant(self, org_id: str) -> Tenant:
-        """The organization's tenant file (opened lazily, on first use);
-        `TenantNotFoundError` if it has none."""
-        path = self.tenants.path_for(org_id)
+        """The organization's tenant file with the platform's rights (no
+        scope checks); `TenantNotFoundError` if it has none. Close it (or use
+        ``with``) when done: it holds a lease on the file."""
+        self.tenants.path_for(org_id)
         if not self.tenants.exists(org_id):
             raise TenantNotFoundError(f"organization {org_id!r} has no tenant file")
-        return Tenant(org_id, path, self.tenants)
+        return Tenant(self, org_id)
+
+    def as_account(self, account_id: str) -> AccountView:
+        """The storage as `account_id` sees it: tenant files of its
+        organizations only, graph types under the scope rules."""
+        return AccountView(self, self.accounts.get(account_id))
+
+    # -- system graph types ---------------------------------------------------
+
+    def _system_types(self) -> list[GraphTypeInfo]:
+        with self._types_lock:
+            if self._canonical is None:
+                self._canonical = list_types(self.system)
+            return self._canonical
+
+    def _system_type_names(self) -> set[str]:
+        return {t.name for t in self._system_types()}
+
+    def _seed(self, tenant: Database) -> None:
+        """Mirror the canonical system types into a tenant file (on open)."""
+        mirror_system_types(tenant, self._system_types())
+
+    def _types_changed(self) -> None:
+        with self._types_lock:
+            self._canonical = None
 
     def migrate_all(
         self, *, progress: bool | Callable[[int, int], None] = False

@@ -227,6 +227,15 @@ class TenantRegistry(Closing):
         return self._idle_close_s
 
     @property
+    def on_open(self) -> Callable[[Database], None] | None:
+        """Run on every file after it is opened and migrated; settable."""
+        return self._on_open
+
+    @on_open.setter
+    def on_open(self, hook: Callable[[Database], None] | None) -> None:
+        self._on_open = hook
+
+    @property
     def open_count(self) -> int:
         """Handles open now, counting those being opened or closed; never
         above `max_open`."""
