@@ -306,7 +306,9 @@ class GraphTypes:
         self, existing: GraphTypeInfo | None, spec_scope: str, name: str, op: str
     ) -> None:
         actor = self._actor
-        if spec_scope == "system" or (existing is not None and existing.scope == "system"):
+        if spec_scope == "system" or (
+            op == "delete" and existing is not None and existing.scope == "system"
+        ):
             self._refuse(
                 SystemTypeProtectedError(
                     f"{name!r} is a system graph type; tenants cannot {op} system types"
@@ -314,7 +316,9 @@ class GraphTypes:
                 op,
                 name,
             )
-        if existing is None and name in self._system_names():
+        if (existing is not None and existing.scope == "system") or (
+            existing is None and name in self._system_names()
+        ):
             self._refuse(
                 ReservedTypeNameError(f"{name!r} is the name of a system graph type"), op, name
             )
