@@ -186,6 +186,16 @@ pub fn py_error(py: Python<'_>, class: &str, message: String, code: i32) -> PyEr
     }
 }
 
+/// Build one of our own exceptions that did not come from SQLite (an
+/// `InvalidSchemaError`...): no SQLite code or name is attached.
+pub fn storage_error(py: Python<'_>, class: &str, message: String) -> PyErr {
+    let none: Option<i32> = None;
+    match errors_module(py).and_then(|m| m.getattr("_make_error")?.call1((class, message, none))) {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(e) => e,
+    }
+}
+
 /// Build the Python exception for `err`. The Python side picks the class for
 /// SQLite codes (`_sqlite_error`) and attaches code and name (`_make_error`).
 pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {

@@ -13,6 +13,7 @@ mod job;
 mod json;
 mod ops;
 mod primitives;
+mod schema;
 mod transaction;
 #[cfg(unix)]
 mod watch;
@@ -58,6 +59,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transaction::Transaction>()?;
     m.add_class::<transaction::Savepoint>()?;
     m.add_class::<cursor::RowIterator>()?;
+    m.add_class::<schema::SchemaValidator>()?;
     #[cfg(unix)]
     {
         m.add_function(wrap_pyfunction!(watch::watch, m)?)?;
