@@ -64,7 +64,7 @@ class World:
     def snapshot(self) -> Any:
         with self.store.tenant(self.org.id) as t:
             tenant = [
-                t.db.query(f"SELECT * FROM {table} ORDER BY id")
+                t.db.query(f"SELECT * FROM {table} ORDER BY rowid")
                 for table in ("graph_types", "node_types", "edge_types", "graphs", "_honker_stream")
             ]
         system = [

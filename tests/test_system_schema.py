@@ -140,6 +140,55 @@ TYPES: dict[str, dict[str, Any]] = {
 }
 
 
+GRAPHS: dict[str, dict[str, Any]] = {
+    "graphs": {
+        "columns": [
+            ("graph_type_id", "TEXT", False, None),
+            ("name", "TEXT", True, None),
+            ("description", "TEXT", True, "''"),
+            ("status", "TEXT", True, "'draft'"),
+            ("owner_id", "TEXT", False, None),
+            ("project_id", "TEXT", False, None),
+        ],
+        "fks": [("graph_type_id", "graph_types", "id", "SET NULL")],
+        "unique": [],
+        "indexes": [("owner_id",), ("project_id",), ("owner_id", "project_id")],
+    },
+    "nodes": {
+        "columns": [
+            ("graph_id", "TEXT", True, None),
+            ("key", "TEXT", True, None),
+            ("type", "TEXT", True, None),
+            ("attributes", "TEXT", True, "'{}'"),
+        ],
+        "fks": [("graph_id", "graphs", "id", "CASCADE")],
+        "unique": [("graph_id", "key")],
+        "indexes": [("graph_id", "type")],
+    },
+    "edges": {
+        "columns": [
+            ("graph_id", "TEXT", True, None),
+            ("key", "TEXT", False, None),
+            ("type", "TEXT", True, None),
+            ("source_node_key", "TEXT", True, None),
+            ("target_node_key", "TEXT", True, None),
+            ("attributes", "TEXT", True, "'{}'"),
+            ("undirected", "INTEGER", True, "0"),
+        ],
+        "fks": [
+            ("graph_id", "graphs", "id", "CASCADE"),
+            ("graph_id", "nodes", "graph_id", "CASCADE"),
+            ("source_node_key", "nodes", "key", "CASCADE"),
+            ("graph_id", "nodes", "graph_id", "CASCADE"),
+            ("target_node_key", "nodes", "key", "CASCADE"),
+        ],
+        "unique": [("graph_id", "key")],
+        # both directions of traversal
+        "indexes": [("graph_id", "source_node_key"), ("graph_id", "target_node_key")],
+    },
+}
+
+
 def _open(tmp_path: Path, schema: Any) -> alk.Database:
     db = alk.connect(tmp_path / f"{schema.kind}.db")
     migrate(db, schema)
@@ -165,16 +214,31 @@ def _check_table(db: alk.Database, table: str, spec: dict[str, Any]) -> None:
     fks = sorted((r[3], r[2], r[4], r[6]) for r in db.query(f"PRAGMA foreign_key_list({table})"))
     assert fks == sorted(spec["fks"]), table
     indexes = db.query(f"PRAGMA index_list({table})")
-    leading: set[str] = set()
+    index_columns: list[tuple[str, ...]] = []
     unique: set[tuple[str, ...]] = set()
     for _, name, is_unique, origin, _ in indexes:
         cols = tuple(r[2] for r in db.query(f"PRAGMA index_info({name})"))
-        leading.add(cols[0])
+        index_columns.append(cols)
         if is_unique and origin != "pk":
             unique.add(cols)
     assert unique == set(spec["unique"]), table
-    for column, *_ in spec["fks"]:
-        assert column in leading, f"{table}.{column} is a foreign key without an index"
+    # Every foreign key (composite ones as a whole) leads some index.
+    grouped: dict[int, list[str]] = {}
+    for row in db.query(f"PRAGMA foreign_key_list({table})"):
+        grouped.setdefault(row[0], []).append(row[3])
+    for columns in grouped.values():
+        key = tuple(columns)
+        assert any(cols[: len(key)] == key for cols in index_columns), (
+            f"{table}{key} is a foreign key without an index"
+        )
+    prefixes = {
+        cols[: len(wanted)]
+        for _, name, *_ in indexes
+        for cols in [tuple(r[2] for r in db.query(f"PRAGMA index_info({name})"))]
+        for wanted in spec.get("indexes", [])
+    }
+    for wanted in spec.get("indexes", []):
+        assert wanted in prefixes, f"{table} has no index on {wanted}"
 
 
 def test_system_db_matches_the_spec(tmp_path: Path) -> None:
@@ -185,10 +249,38 @@ def test_system_db_matches_the_spec(tmp_path: Path) -> None:
     assert db.query_one("PRAGMA foreign_keys") == (1,)
 
 
-def test_tenant_file_carries_the_type_tables(tmp_path: Path) -> None:
+def test_tenant_file_matches_the_spec(tmp_path: Path) -> None:
     db = _open(tmp_path, TENANT_SCHEMA)
-    for table, spec in TYPES.items():
+    assert _user_tables(db) == set(TYPES) | set(GRAPHS)
+    for table, spec in {**TYPES, **GRAPHS}.items():
         _check_table(db, table, spec)
+
+
+def test_tenant_on_delete_actions_behave(tmp_path: Path) -> None:
+    db = _open(tmp_path, TENANT_SCHEMA)
+    db.executescript(
+        """
+        INSERT INTO graph_types (id, name, config) VALUES ('gt', 'tasks', '{}');
+        INSERT INTO node_types (id, graph_type_id, name, schema) VALUES ('nt', 'gt', 'task', '{}');
+        INSERT INTO graphs (id, graph_type_id, name) VALUES ('g', 'gt', 'G');
+        INSERT INTO nodes (id, graph_id, key, type) VALUES ('n1', 'g', 'a', 'task'),
+                                                           ('n2', 'g', 'b', 'task');
+        INSERT INTO edges (id, graph_id, type, source_node_key, target_node_key)
+          VALUES ('e', 'g', 'dep', 'a', 'b');
+        """
+    )
+    with pytest.raises(alk.IntegrityError):  # endpoint must exist in the same graph
+        db.execute(
+            "INSERT INTO edges (id, graph_id, type, source_node_key, target_node_key) "
+            "VALUES ('x', 'g', 'dep', 'a', 'ghost')"
+        )
+    db.execute("DELETE FROM nodes WHERE key = 'b'")
+    assert db.query("SELECT count(*) FROM edges") == [(0,)]  # edges go with their node
+    db.execute("DELETE FROM graph_types WHERE id = 'gt'")
+    assert db.query("SELECT graph_type_id FROM graphs") == [(None,)]  # graphs stay, untyped
+    assert db.query("SELECT count(*) FROM node_types") == [(0,)]
+    db.execute("DELETE FROM graphs WHERE id = 'g'")
+    assert db.query("SELECT count(*) FROM nodes") == [(0,)]
 
 
 @pytest.mark.parametrize(

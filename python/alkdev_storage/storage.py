@@ -65,6 +65,8 @@ class Storage(Closing):
         self.audit = AuditLog(system)
         self._types_lock = threading.Lock()
         self._canonical: list[GraphTypeInfo] | None = None
+        self._types_generation = 0
+        self._seeded: dict[str, int] = {}
         self.graph_types = SystemGraphTypes(self)
         tenants.on_open = self._seed
 
@@ -145,11 +147,24 @@ class Storage(Closing):
 
     def _seed(self, tenant: Database) -> None:
         """Mirror the canonical system types into a tenant file (on open)."""
+        with self._types_lock:
+            generation = self._types_generation
         mirror_system_types(tenant, self._system_types())
+        with self._types_lock:
+            self._seeded[str(tenant.path)] = generation
+
+    def _ensure_seeded(self, tenant: Database) -> None:
+        """Mirror again if system types changed since this file was seeded
+        (a tenant file open across a ``store.graph_types.register``)."""
+        with self._types_lock:
+            current = self._seeded.get(str(tenant.path)) == self._types_generation
+        if not current:
+            self._seed(tenant)
 
     def _types_changed(self) -> None:
         with self._types_lock:
             self._canonical = None
+            self._types_generation += 1
 
     def migrate_all(
         self, *, progress: bool | Callable[[int, int], None] = False

@@ -57,6 +57,7 @@ class Tenant(Closing):
         self._db: Database = self._leases.enter_context(store.tenants.lease(org_id))
         # A Tenant dropped without close() gives its lease back when collected.
         self._finalizer = weakref.finalize(self, self._leases.close)
+        store._ensure_seeded(self._db)
         self.graph_types = GraphTypes(
             self._db,
             actor,
