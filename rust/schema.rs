@@ -11,6 +11,7 @@
 //! back as `(instance JSON pointer, message)` pairs, sorted and without
 //! duplicates, so equal inputs always give equal lists.
 
+use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Draft, Validator};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -81,9 +82,9 @@ impl NotJson {
                 "{at}: type '{name}' is not JSON; use dict, list, tuple, str, int, float, bool \
                  or None"
             )),
-            Problem::Key(name) => PyTypeError::new_err(format!(
-                "{at}: dict keys must be str, not '{name}'"
-            )),
+            Problem::Key(name) => {
+                PyTypeError::new_err(format!("{at}: dict keys must be str, not '{name}'"))
+            }
             Problem::NotFinite(f) => PyValueError::new_err(format!(
                 "{at}: {} is not JSON (NaN and infinities have no JSON form)",
                 python_float(f)
@@ -266,11 +267,21 @@ fn compile(schema: &Value, validate_formats: bool) -> Result<Validator, String> 
             json_kind(schema)
         ));
     }
+    if Draft::default().detect(schema) == Draft::Unknown {
+        // Its meta-schema could only be fetched, and nothing is fetched.
+        let uri = schema
+            .get("$schema")
+            .map(Value::to_string)
+            .unwrap_or_default();
+        return Err(format!(
+            "invalid JSON Schema at /$schema: unknown draft {uri}; use the URI of draft 4, 6, \
+             7, 2019-09 or 2020-12 (or omit \"$schema\" for 2020-12)"
+        ));
+    }
     // Checking against the meta-schema first reports every problem, where
-    // `build` stops at the first. An unknown `$schema` fails here: its
-    // meta-schema could only be fetched, and fetching is off.
+    // `build` stops at the first.
     let meta = jsonschema::meta::validator_for(schema)
-        .map_err(|e| format!("cannot use the schema's \"$schema\": {e}"))?;
+        .map_err(|e| format!("invalid JSON Schema at /$schema: {e}"))?;
     let mut problems: Vec<Violation> = meta
         .iter_errors(schema)
         .map(|e| (e.instance_path().as_str().to_owned(), e.to_string()))
@@ -294,9 +305,68 @@ fn compile(schema: &Value, validate_formats: bool) -> Result<Validator, String> 
         .should_validate_formats(validate_formats)
         .build(schema)
         .map_err(|e| {
+            if let ValidationErrorKind::Referencing(why) = e.kind() {
+                let message = why.to_string();
+                return format!(
+                    "invalid JSON Schema at {}: a reference cannot be resolved within the \
+                     schema (remote references are never fetched): {message}",
+                    references_in(schema, &message)
+                );
+            }
             let at = e.instance_path().as_str();
             format!("invalid JSON Schema at {}: {e}", pointer_or_root(at))
         })
+}
+
+/// Where `schema` holds the reference a resolution error is about. The
+/// crate reports these errors at the root; to point at the `$ref` itself,
+/// take every reference whose target the message quotes.
+fn references_in(schema: &Value, message: &str) -> String {
+    fn walk(value: &Value, pointer: &mut String, message: &str, found: &mut Vec<String>) {
+        let len = pointer.len();
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    pointer.push('/');
+                    pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                    let is_ref = matches!(key.as_str(), "$ref" | "$dynamicRef" | "$recursiveRef");
+                    match child {
+                        Value::String(target) if is_ref => {
+                            // The message quotes the fragment ('/$defs/x' or
+                            // an anchor) or the document's resolved URI,
+                            // which ends with the document part as written.
+                            let (document, fragment) =
+                                target.split_once('#').unwrap_or((target, ""));
+                            if (!fragment.is_empty() && message.contains(&format!("'{fragment}'")))
+                                || (!document.is_empty()
+                                    && message.contains(&format!("{document}'")))
+                            {
+                                found.push(pointer.clone());
+                            }
+                        }
+                        _ => walk(child, pointer, message, found),
+                    }
+                    pointer.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    pointer.push('/');
+                    pointer.push_str(&i.to_string());
+                    walk(child, pointer, message, found);
+                    pointer.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(schema, &mut String::new(), message, &mut found);
+    if found.is_empty() {
+        "the root".into()
+    } else {
+        found.join(", ")
+    }
 }
 
 fn pointer_or_root(pointer: &str) -> &str {
@@ -320,8 +390,22 @@ fn json_kind(value: &Value) -> &'static str {
 
 /// A JSON Schema, compiled once, that validates many documents.
 ///
-/// The draft comes from `$schema` (Draft 2020-12 when absent). `format` is
-/// an annotation unless `validate_formats=True`.
+/// `schema` is a dict or bool, or its JSON text. The draft comes from
+/// `$schema` (Draft 2020-12 when absent). `format` is an annotation unless
+/// `validate_formats=True`. References resolve only inside the schema: a
+/// remote `$ref` raises `InvalidSchemaError`, as does any schema its
+/// meta-schema rejects. Each violation is `(JSON pointer, message)`:
+///
+/// >>> from alkdev_storage._native import SchemaValidator
+/// >>> v = SchemaValidator({
+/// ...     "type": "object",
+/// ...     "required": ["title"],
+/// ...     "properties": {"tags": {"type": "array", "items": {"type": "string"}}},
+/// ... })
+/// >>> v.validate({"tags": ["a", 2]})
+/// [('', '"title" is a required property'), ('/tags/1', '2 is not of type "string"')]
+/// >>> v.is_valid({"title": "ok", "tags": []})
+/// True
 #[pyclass(frozen, module = "alkdev_storage._native", name = "SchemaValidator")]
 pub struct SchemaValidator {
     validator: Validator,
