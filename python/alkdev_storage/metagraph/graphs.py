@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 from alkdev_storage import _checks as check
 from alkdev_storage import events
-from alkdev_storage._native import Transaction, json_dumps
+from alkdev_storage._native import SchemaValidator, Transaction, json_dumps
 from alkdev_storage.errors import (
     AlreadyExistsError,
     ArchivedGraphError,
@@ -73,9 +73,11 @@ from alkdev_storage.errors import (
     MissingEndpointError,
     MultiEdgeError,
     NotFoundError,
+    OperationalError,
     SelfLoopError,
     StatusTransitionError,
     UnknownTypeError,
+    ValidationError,
 )
 from alkdev_storage.metagraph import _validation
 from alkdev_storage.metagraph.specs import GraphConfig
@@ -217,33 +219,43 @@ def _status(value: object) -> str:
     return value
 
 
-def _encode(value: object) -> tuple[str, dict[str, Any]]:
-    """Attributes as the JSON text to store and the document it decodes
-    to. The decoded copy is what gets validated, so what is checked is
-    exactly what is stored (encoding turns tuples into lists and int keys
-    into strings behind the validator's back). The native encoder writes
-    what ``json.dumps`` writes, ten times faster; NaN and infinities are
-    refused."""
+def _encode(value: object) -> str:
+    """Attributes as the JSON text to store. That text is also what gets
+    validated (``validate_json``), so what is checked is exactly what is
+    stored: encoding turns tuples into lists and int keys into strings.
+    The native encoder writes what ``json.dumps`` writes, ten times
+    faster, and refuses NaN and infinities."""
     if type(value) is not dict:
         if value is None:
-            return "{}", {}
+            return "{}"
         if not isinstance(value, Mapping):
             raise TypeError(f"attributes must be a mapping, not {type(value).__name__}")
         value = dict(value)
     try:
-        text = json_dumps(value)
+        return json_dumps(value)
     except (TypeError, ValueError) as exc:
         message = str(exc).removeprefix("payload is not JSON-serialisable: ")
         raise type(exc)(f"attributes are not JSON: {message}") from None
+
+
+def _attributes(what: str, value: object) -> tuple[str, dict[str, Any]]:
+    """The text to store and the document it decodes to (what a write
+    returns and publishes)."""
+    try:
+        text = _encode(value)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{what}: {exc}") from None
     decoded: dict[str, Any] = json.loads(text)
     return text, decoded
 
 
-def _attributes(what: str, value: object) -> tuple[str, dict[str, Any]]:
-    try:
-        return _encode(value)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"{what}: {exc}") from None
+def _check(compiled: SchemaValidator, text: str, what: str) -> None:
+    """Validate stored-to-be JSON text; `ValidationError` listing every
+    violation (worded as `_validation.check` words it)."""
+    violations = compiled.validate_json(text)
+    if violations:
+        listed = "; ".join(f"{path or '/'}: {message}" for path, message in violations)
+        raise ValidationError(f"{what}: attributes do not match the schema: {listed}", violations)
 
 
 def _metadata(value: object) -> str:
@@ -369,7 +381,7 @@ class Graphs:
             return status, None
         return status, self._type_info(tx, type_id, version, meta)
 
-    def _validator(self, info: GraphTypeInfo, t: NodeTypeInfo | EdgeTypeInfo) -> Any:
+    def _validator(self, info: GraphTypeInfo, t: NodeTypeInfo | EdgeTypeInfo) -> SchemaValidator:
         return _validation.validator(self._path, t.id, info.version, t.schema)
 
     # -- public API
@@ -650,9 +662,9 @@ class Graph:
         return self._typed(info).edge_type(name)
 
     def _check_attributes(
-        self, info: GraphTypeInfo, t: NodeTypeInfo | EdgeTypeInfo, doc: Any, what: str
+        self, info: GraphTypeInfo, t: NodeTypeInfo | EdgeTypeInfo, text: str, what: str
     ) -> None:
-        _validation.check(self._graphs._validator(info, t), doc, what)
+        _check(self._graphs._validator(info, t), text, what)
 
     @staticmethod
     def _undirected(config: GraphConfig, requested: bool | None) -> bool:
@@ -712,7 +724,7 @@ class Graph:
             status, info = g._state(t, self.id)
             node_type = self._node_type(info, type_name)
             typed = self._typed(info)
-            self._check_attributes(typed, node_type, doc, what)
+            self._check_attributes(typed, node_type, text, what)
             self._writable(status, info)
             now = int(time.time())
             node = Node(node_key, type_name, doc, _new_id(), now, now)
@@ -757,24 +769,26 @@ class Graph:
             status, info = g._state(t, self.id)
             edge_type = self._edge_type(info, type_name)
             typed = self._typed(info)
-            self._check_attributes(typed, edge_type, doc, what)
-            ends = dict(
-                t.query(
+            self._check_attributes(typed, edge_type, text, what)
+            ends: dict[str, str] = {
+                k: v
+                for k, v in t.query(
                     "SELECT key, type FROM nodes WHERE graph_id = ? AND key IN (?, ?)",
                     (self.id, src, dst),
                 )
-            )
+            }
             self._check_ends(edge_type, src, ends.get(src), dst, ends.get(dst), what)
             config = typed.config
             is_undirected = self._undirected(config, requested)
             if src == dst and not config.allow_self_loops:
                 raise SelfLoopError(f"{what}: graph type {typed.name!r} allows no self-loops")
             if not config.multi:
+                # Two index lookups (see "Query plans"), not one OR.
                 clash = t.query_one(
-                    "SELECT 1 FROM edges WHERE graph_id = :g AND ("
-                    "(source_node_key = :s AND target_node_key = :t) OR "
-                    "(source_node_key = :t AND target_node_key = :s AND (undirected OR :u))"
-                    ") LIMIT 1",
+                    "SELECT 1 FROM edges WHERE graph_id = :g AND source_node_key = :s "
+                    "AND target_node_key = :t "
+                    "UNION ALL SELECT 1 FROM edges WHERE graph_id = :g AND source_node_key = :t "
+                    "AND target_node_key = :s AND (undirected OR :u) LIMIT 1",
                     {"g": self.id, "s": src, "t": dst, "u": is_undirected},
                 )
                 if clash is not None:
@@ -835,7 +849,7 @@ class Graph:
             node_id, type_name, created_at = row
             node_type = self._node_type(info, type_name)
             typed = self._typed(info)
-            self._check_attributes(typed, node_type, doc, what)
+            self._check_attributes(typed, node_type, text, what)
             self._writable(status, info)
             now = int(time.time())
             t.execute(
@@ -871,7 +885,7 @@ class Graph:
             old = _edge(row)
             edge_type = self._edge_type(info, old.type)
             typed = self._typed(info)
-            self._check_attributes(typed, edge_type, doc, what)
+            self._check_attributes(typed, edge_type, text, what)
             self._writable(status, info)
             now = int(time.time())
             t.execute(
@@ -908,14 +922,18 @@ class Graph:
                 raise NotFoundError(f"graph {self.id!r} has no node {node_key!r}")
             self._writable(status, info)
             node_id, type_name = row
+            # Two index lookups (see "Query plans"); a self-loop only once.
             gone = t.query(
-                "SELECT id, key, type, source_node_key, target_node_key, undirected FROM edges "
-                "WHERE graph_id = :g AND (source_node_key = :k OR target_node_key = :k) "
-                "ORDER BY rowid",
+                "SELECT rowid, id, key, type, source_node_key, target_node_key, undirected "
+                "FROM edges WHERE graph_id = :g AND source_node_key = :k "
+                "UNION ALL "
+                "SELECT rowid, id, key, type, source_node_key, target_node_key, undirected "
+                "FROM edges WHERE graph_id = :g AND target_node_key = :k "
+                "AND source_node_key <> :k ORDER BY 1",
                 {"g": self.id, "k": node_key},
             )
             t.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
-            for edge_id, edge_key, edge_type, src, dst, und in gone:
+            for _, edge_id, edge_key, edge_type, src, dst, und in gone:
                 g._publish(
                     t,
                     "edges:deleted",
@@ -1024,7 +1042,13 @@ class Graph:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(check.whole("limit", limit, minimum=0))
-        return [_node(row) for row in self._graphs._db.query(sql, params)]
+        try:
+            rows = self._graphs._db.query(sql, params)
+        except OperationalError as exc:
+            if "JSON path" not in str(exc):
+                raise
+            raise ValueError(f"where: {exc}") from None
+        return [_node(row) for row in rows]
 
     def edges(
         self,
@@ -1065,7 +1089,9 @@ class Graph:
         node its own neighbour."""
         start = _str("key", key)
         hops, params = _hops(self.id, direction, edge_type)
-        reached = " UNION ".join(
+        # UNION ALL: IN ignores repeats, and a UNION here would let SQLite
+        # merge two index-ordered scans of the whole graph (see "Query plans").
+        reached = " UNION ALL ".join(
             f"SELECT {column} FROM edges e WHERE {condition.format(frontier=':k')}"
             for column, condition in hops
         )
@@ -1093,12 +1119,13 @@ class Graph:
         start = _str("key", key)
         hops = check.whole("depth", depth, minimum=0)
         hops_sql, params = _hops(self.id, direction, edge_type)
-        # One recursive SELECT per way of following an edge (SQLite runs
-        # each for every queued row, through the edge indexes). Each extends
-        # a (node, distance) pair by one hop; UNION drops repeated pairs and
-        # the depth bound ends cycles.
+        # One recursive SELECT per way of following an edge, each run for
+        # every queued row. Each extends a (node, distance) pair by one hop;
+        # UNION drops repeated pairs and the depth bound ends cycles. CROSS
+        # JOIN keeps the frontier as the outer loop, so each hop is an index
+        # lookup on (graph_id, endpoint) (see "Query plans").
         steps = " ".join(
-            f"UNION SELECT {column}, r.d + 1 FROM r JOIN edges e "
+            f"UNION SELECT {column}, r.d + 1 FROM r CROSS JOIN edges e "
             f"ON {condition.format(frontier='r.key')} WHERE r.d < :depth"
             for column, condition in hops_sql
         )
@@ -1107,7 +1134,7 @@ class Graph:
             f"WITH RECURSIVE r(key, d) AS (SELECT :k, 0 {steps}) "
             f"SELECT {node_columns}, m.d "
             "FROM (SELECT key, min(d) AS d FROM r WHERE key <> :k GROUP BY key) AS m "
-            "JOIN nodes n ON n.graph_id = :g AND n.key = m.key ORDER BY m.d, n.rowid",
+            "CROSS JOIN nodes n ON n.graph_id = :g AND n.key = m.key ORDER BY m.d, n.rowid",
             {**params, "k": start, "depth": hops},
         )
         if not rows:
@@ -1222,10 +1249,10 @@ class Graph:
         insert. (This and `_import_edges` are the per-row hot loops of a
         bulk import: no per-row allocation beyond the row itself.)"""
         graph_id = self.id
-        validators: dict[str, Any] = {}
+        validators: dict[str, SchemaValidator] = {}
         ids = _new_ids(len(nodes))
         rows = []
-        for i, (key, type_name, text, doc) in enumerate(nodes):
+        for i, (key, type_name, text) in enumerate(nodes):
             compiled = validators.get(type_name)
             if compiled is None:
                 node_type = info.node_types.get(type_name)
@@ -1235,8 +1262,8 @@ class Graph:
                         f"{type_name!r}"
                     )
                 compiled = validators[type_name] = self._graphs._validator(info, node_type)
-            if compiled.validate(doc):
-                _validation.check(compiled, doc, f"nodes[{i}] ({key!r})")
+            if compiled.validate_json(text):
+                _check(compiled, text, f"nodes[{i}] ({key!r})")
             rows.append((ids[i], graph_id, key, type_name, text, now, now))
         return rows
 
@@ -1254,7 +1281,7 @@ class Graph:
             return []
         graph_id = self.id
         config = info.config
-        node_types = {key: type_name for key, type_name, _, _ in nodes}
+        node_types = {key: type_name for key, type_name, _ in nodes}
         # Endpoints that are not in the document must already be in the graph.
         outside = {e[i] for e in edges for i in (2, 3)} - node_types.keys()
         if outside:
@@ -1281,10 +1308,10 @@ class Graph:
         undirected_graph = config.type == "undirected"
         directed_graph = config.type == "directed"
         loops, multi = config.allow_self_loops, config.multi
-        types: dict[str, tuple[EdgeTypeInfo, Any]] = {}
+        types: dict[str, tuple[EdgeTypeInfo, SchemaValidator]] = {}
         ids = _new_ids(len(edges))
         rows = []
-        for i, (key, type_name, src, dst, text, doc, requested) in enumerate(edges):
+        for i, (key, type_name, src, dst, text, requested) in enumerate(edges):
             found = types.get(type_name)
             if found is None:
                 edge_type = info.edge_types.get(type_name)
@@ -1295,8 +1322,8 @@ class Graph:
                     )
                 found = types[type_name] = (edge_type, self._graphs._validator(info, edge_type))
             edge_type, compiled = found
-            if compiled.validate(doc):
-                _validation.check(compiled, doc, _label(i, key, src, dst))
+            if compiled.validate_json(text):
+                _check(compiled, text, _label(i, key, src, dst))
             src_type = node_types.get(src)
             dst_type = node_types.get(dst)
             if (
@@ -1357,6 +1384,17 @@ class Graph:
 
 
 # ---------------------------------------------------------------- query helpers
+
+# Query plans: why some queries are spelled the way they are. Tenant files carry no
+# ``sqlite_stat1``, so SQLite's planner guesses that ``graph_id = ?`` alone
+# selects about ten rows, when in fact it selects the whole graph. Left to
+# itself (3.53 here) it then scans every edge of the graph for an ``OR`` of
+# two endpoint lookups, for an ``IN (... UNION ...)`` (merging two
+# index-ordered scans), and for a recursive join with the edges as the
+# outer loop: a 3-hop traversal of a 100,000-edge graph took 17 s instead
+# of milliseconds. So: ``UNION ALL`` of lookups on ``(graph_id,
+# endpoint)``, and ``CROSS JOIN`` (SQLite's way to fix the join order) in
+# traversals. benches/test_bench_graphs.py measures them.
 
 
 def _label(i: int, key: str | None, source: str, target: str) -> str:
@@ -1435,10 +1473,10 @@ def _hops(
 
 # ---------------------------------------------------------------- documents
 
-# (key, type, attributes text, decoded attributes)
-_DocNode = tuple[str, str, str, dict[str, Any]]
-# (key, type, source, target, attributes text, decoded attributes, undirected)
-_DocEdge = tuple[str | None, str, str, str, str, dict[str, Any], bool | None]
+# (key, type, attributes text)
+_DocNode = tuple[str, str, str]
+# (key, type, source, target, attributes text, undirected)
+_DocEdge = tuple[str | None, str, str, str, str, bool | None]
 
 _DOC_FIELDS = frozenset({"attributes", "options", "nodes", "edges"})
 _NODE_FIELDS = frozenset({"key", "type", "attributes"})
@@ -1485,10 +1523,10 @@ def _parse_document(
         if type(type_name) is not str or not type_name:
             type_name = _str(f"nodes[{i}].type", type_name)
         try:
-            text, decoded = _encode(item.get("attributes"))
+            text = _encode(item.get("attributes"))
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"nodes[{i}] ({key!r}): {exc}") from None
-        nodes.append((key, type_name, text, decoded))
+        nodes.append((key, type_name, text))
     edges: builtins.list[_DocEdge] = []
     seen = set()
     for i, item in enumerate(_items(doc, "edges")):
@@ -1517,8 +1555,8 @@ def _parse_document(
         if undirected is not None and type(undirected) is not bool:
             _optional_bool(f"edges[{i}].undirected", undirected)
         try:
-            text, decoded = _encode(item.get("attributes"))
+            text = _encode(item.get("attributes"))
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"edges[{i}]: {exc}") from None
-        edges.append((key, type_name, src, dst, text, decoded, undirected))
+        edges.append((key, type_name, src, dst, text, undirected))
     return nodes, edges
