@@ -492,15 +492,39 @@ impl<'a> Op<'a> {
         Ok(())
     }
 
-    /// Events of several topics, each after its own offset, merged in
-    /// offset order (offsets are global across topics), at most `limit`.
+    /// Events of several topics, each after its own offset, in offset order
+    /// (offsets are global across topics), at most `limit`. One statement,
+    /// so one snapshot: a commit landing mid-read cannot put a later event
+    /// of one topic ahead of an earlier one of another.
     pub fn read_since_many(&self, cursors: &[(String, i64)], limit: i64) -> Result<Vec<Event>> {
         let mut out = Vec::new();
-        for (topic, offset) in cursors {
-            self.read_since(topic, *offset, limit, &mut out)?;
+        match cursors {
+            [] => {}
+            [(topic, offset)] => self.read_since(topic, *offset, limit, &mut out)?,
+            _ => {
+                let terms = vec!["(topic = ? AND offset > ?)"; cursors.len()].join(" OR ");
+                let sql = format!(
+                    "SELECT offset, topic, key, payload, created_at FROM _honker_stream \
+                     WHERE {terms} ORDER BY offset ASC LIMIT ?"
+                );
+                let mut stmt = self.stmt(&sql)?;
+                let mut values: Vec<rusqlite::types::Value> =
+                    Vec::with_capacity(cursors.len() * 2 + 1);
+                for (topic, offset) in cursors {
+                    values.push(topic.clone().into());
+                    values.push((*offset).into());
+                }
+                values.push(limit.into());
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(values), |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })
+                    .map_err(Error::run)?;
+                for row in rows {
+                    out.push(row.map_err(Error::run)?);
+                }
+            }
         }
-        out.sort_by_key(|e| e.0);
-        out.truncate(usize::try_from(limit).unwrap_or(0));
         Ok(out)
     }
 
