@@ -378,6 +378,21 @@ def test_validate_many_matches_validate(node: SchemaValidator) -> None:
     assert node.validate_many(iter(())) == []
 
 
+@pytest.mark.parametrize("one", [VALID, "text"])
+def test_validate_many_refuses_a_single_document(node: SchemaValidator, one: Any) -> None:
+    with pytest.raises(TypeError, match="takes an iterable of documents"):
+        node.validate_many(one)
+
+
+def test_validate_many_crosses_chunk_boundaries(node: SchemaValidator) -> None:
+    documents = [{**VALID, "priority": i % 7} for i in range(1_000)]
+    many = node.validate_many(documents)
+    assert len(many) == 1_000
+    assert [i for i, v in enumerate(many) if v] == [i for i in range(1_000) if i % 7 == 6]
+    with pytest.raises(TypeError, match=r"instances\[700\] at /title"):
+        node.validate_many([*documents[:700], {"title": b"x"}])
+
+
 def test_validate_many_names_the_bad_document(node: SchemaValidator) -> None:
     with pytest.raises(TypeError, match=r"instances\[2\] at /owner/name: type 'set'"):
         node.validate_many([VALID, VALID, {**VALID, "owner": {"id": "u-1", "name": {"x"}}}])
