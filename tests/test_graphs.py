@@ -1272,12 +1272,6 @@ def test_a_subscriber_sees_several_topics_in_commit_order(db: alk.Database, g: G
         ]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="Subscription reads each topic with its own SELECT (rust/ops.rs read_since_many), "
-    "each in its own reader snapshot: a commit landing between them is seen for one topic "
-    "and not the other, so events arrive out of offset order. Fails only when that race hits.",
-)
 def test_commits_while_reading_reach_a_multi_topic_subscriber_in_order(
     db: alk.Database, g: Graph
 ) -> None:
