@@ -75,3 +75,26 @@ def test_issue_example_end_to_end(tmp_path: Path) -> None:
         g.remove_node("t1")
         assert [e.source for e in g.edges()] == ["t2"]
     store.close()
+
+
+def test_a_new_type_version_is_validated_with_its_new_schema(tmp_path: Path) -> None:
+    store = alk.Storage.open(tmp_path / "root")
+    ada = store.accounts.create(email="ada@x.io")
+    org = store.organizations.create(name="Acme", slug="acme", owner_id=ada.id)
+
+    def notes(version: int, schema: dict[str, object]) -> alk.GraphTypeSpec:
+        return alk.GraphTypeSpec(
+            name="notes", version=version, node_types={"note": alk.NodeTypeSpec(schema=schema)}
+        )
+
+    with store.as_account(ada.id).tenant(org.id) as t:
+        t.graph_types.register(notes(1, {"type": "object", "required": ["title"]}))
+        g = t.graphs.create(type="notes", name="N")
+        with pytest.raises(alk.ValidationError):
+            g.add_node("a", type="note", attributes={})  # compiles and caches v1
+        t.graph_types.register(notes(2, {"type": "object"}))
+        g.add_node("a", type="note", attributes={})  # v2's validator, not the cached v1
+        t.graph_types.register(notes(3, {"type": "object", "required": ["body"]}))
+        with pytest.raises(alk.ValidationError, match="body"):
+            g.add_node("b", type="note", attributes={})
+    store.close()
