@@ -298,6 +298,14 @@ class _Repo:
         return [_from_row(cls, r) for r in self._db.query(sql, params, as_dict=True)]
 
 
+def _account_in(tx: Transaction, account_id: str) -> Account:
+    """The account, read inside `tx`; `AccountNotFoundError` if missing."""
+    row = tx.query_one("SELECT * FROM accounts WHERE id = ?", (account_id,), as_dict=True)
+    if row is None:
+        raise AccountNotFoundError(f"no account {account_id!r}")
+    return _from_row(Account, row)
+
+
 def audit(
     tx: Transaction,
     action: str,
@@ -577,13 +585,7 @@ class Organizations(_Repo):
         self._tenants.create(org_id)
         try:
             with self._db.transaction() as tx:
-                self._tx_get(
-                    tx,
-                    Account,
-                    "SELECT * FROM accounts WHERE id = ?",
-                    (owner_id,),
-                    AccountNotFoundError(f"no account {owner_id!r} to own the organization"),
-                )
+                _account_in(tx, owner_id)
                 tx.execute(
                     "INSERT INTO organizations (id, name, slug, owner_id, metadata) "
                     "VALUES (?, ?, ?, ?, ?)",
@@ -679,13 +681,7 @@ class Organizations(_Repo):
         def owner_membership(tx: Transaction, org: Organization) -> None:
             if owner_id is UNSET:
                 return
-            self._tx_get(
-                tx,
-                Account,
-                "SELECT * FROM accounts WHERE id = ?",
-                (owner_id,),
-                AccountNotFoundError(f"no account {owner_id!r}"),
-            )
+            _account_in(tx, owner_id)
             current = tx.query_one(
                 "SELECT membership_level FROM organization_members "
                 "WHERE org_id = ? AND account_id = ?",
@@ -847,13 +843,7 @@ class Organizations(_Repo):
         try:
             with self._db.transaction() as tx:
                 self._org_in(tx, org_id)
-                self._tx_get(
-                    tx,
-                    Account,
-                    "SELECT * FROM accounts WHERE id = ?",
-                    (account_id,),
-                    AccountNotFoundError(f"no account {account_id!r}"),
-                )
+                _account_in(tx, account_id)
                 return self._add_member(tx, org_id, account_id, level, actor_id)
         except ConstraintError as exc:
             known = _unique_violation(
@@ -1012,13 +1002,7 @@ class ApiKeys(_Repo):
         expiry = _timestamp("expires_at", expires_at)
         actor = owner_id if actor_id is None else actor_id
         with self._db.transaction() as tx:
-            self._tx_get(
-                tx,
-                Account,
-                "SELECT * FROM accounts WHERE id = ?",
-                (owner_id,),
-                AccountNotFoundError(f"no account {owner_id!r}"),
-            )
+            _account_in(tx, owner_id)
             return self._insert(tx, owner_id, key_name, scope_list, expiry, actor)
 
     def get(self, key_id: str) -> ApiKey:
@@ -1055,13 +1039,7 @@ class ApiKeys(_Repo):
             if key is None:
                 refusal = UnknownKeyError("no such API key")
             else:
-                account = self._tx_get(
-                    tx,
-                    Account,
-                    "SELECT * FROM accounts WHERE id = ?",
-                    (key.owner_id,),
-                    AccountNotFoundError(key.owner_id),
-                )
+                account = _account_in(tx, key.owner_id)
                 if key.revoked_at is not None:
                     refusal = KeyRevokedError(f"API key {key.id} was revoked")
                 elif key.rotated_to_id is not None:
@@ -1228,13 +1206,7 @@ class PeerCredentials(_Repo):
         cred_id = _new_id()
         try:
             with self._db.transaction() as tx:
-                self._tx_get(
-                    tx,
-                    Account,
-                    "SELECT * FROM accounts WHERE id = ?",
-                    (owner_id,),
-                    AccountNotFoundError(f"no account {owner_id!r}"),
-                )
+                _account_in(tx, owner_id)
                 tx.execute(
                     "INSERT INTO peer_credentials (id, owner_id, credential_type, fingerprint, "
                     "public_key_data, name, expires_at, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
