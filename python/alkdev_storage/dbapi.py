@@ -1,0 +1,679 @@
+"""A PEP 249 (DB-API 2.0) module over an alkdev-storage database.
+
+It lets code written for ``sqlite3`` (or a library that takes any DB-API
+module) run on our connection, and share one transaction with the queues,
+streams and notifications of the same file:
+
+>>> import tempfile, os
+>>> from alkdev_storage import dbapi
+>>> conn = dbapi.connect(os.path.join(tempfile.mkdtemp(), "app.db"))
+>>> cur = conn.cursor()
+>>> _ = cur.execute("CREATE TABLE orders(id INTEGER PRIMARY KEY, total)")
+>>> cur.execute("INSERT INTO orders(total) VALUES (?)", (42,)).lastrowid
+1
+>>> job = conn.database.queue("receipts").enqueue({"order": 1}, tx=conn.transaction)
+>>> conn.commit()  # the order and its job land together
+>>> cur.execute("SELECT id, total FROM orders").fetchall()
+[(1, 42)]
+>>> [d[0] for d in cur.description]
+['id', 'total']
+>>> conn.close()
+
+Transactions (PEP 249's implicit ones, as ``sqlite3`` does them by
+default): a statement that reads, run while no transaction is open, goes to a
+reader (a WAL snapshot of committed data) and its rows are streamed; the
+first statement that writes (INSERT, UPDATE, DELETE, DDL, PRAGMA, SAVEPOINT)
+opens ``database.transaction()`` (``BEGIN IMMEDIATE``) and from then on every
+statement, reads included, runs in it until `Connection.commit` or
+`Connection.rollback`. Reads in the transaction see its own writes; their
+rows are fetched whole (the native transaction has no streaming cursor).
+``BEGIN``/``COMMIT``/``END``/``ROLLBACK`` in SQL are refused: use the
+connection's methods. With ``autocommit=True`` (or ``isolation_level=None``)
+every statement commits on its own.
+
+Parameters: ``paramstyle`` is ``qmark`` (``?``); the named style
+(``:name`` with a mapping) is accepted too. ``datetime.date``, ``time`` and
+``datetime`` values are stored as ISO 8601 text, as ``sqlite3``'s classic
+adapters did; ``Binary`` is ``bytes``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import os
+import time as _time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Final, TypeAlias
+
+from alkdev_storage import _native
+from alkdev_storage._database import Database
+from alkdev_storage._database import connect as _open
+from alkdev_storage.errors import (
+    DatabaseError,
+    DataError,
+    Error,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    Warning,  # noqa: A004 - PEP 249 requires the name
+)
+
+__all__ = [
+    "BINARY",
+    "DATETIME",
+    "NUMBER",
+    "ROWID",
+    "STRING",
+    "Binary",
+    "Connection",
+    "Cursor",
+    "DataError",
+    "DatabaseError",
+    "Date",
+    "DateFromTicks",
+    "Error",
+    "IntegrityError",
+    "InterfaceError",
+    "InternalError",
+    "NotSupportedError",
+    "OperationalError",
+    "ProgrammingError",
+    "Time",
+    "TimeFromTicks",
+    "Timestamp",
+    "TimestampFromTicks",
+    "Warning",
+    "apilevel",
+    "connect",
+    "paramstyle",
+    "threadsafety",
+]
+
+apilevel: Final = "2.0"
+# 1: threads may share the module but not a connection. A connection holds a
+# native transaction, and the writer records the thread that opened it (a
+# second transaction on that thread fails fast with NestedTransactionError);
+# cursors keep their result state without locks. Give each thread its own
+# connection; they may wrap the same `alk.Database`.
+threadsafety: Final = 1
+paramstyle: Final = "qmark"
+
+# ------------------------------------------------------------------ types
+
+Date = _dt.date
+Time = _dt.time
+Timestamp = _dt.datetime
+Binary = bytes
+
+
+def DateFromTicks(ticks: float) -> _dt.date:
+    """The local date of a Unix time.
+
+    >>> DateFromTicks(0) in (Date(1969, 12, 31), Date(1970, 1, 1))
+    True
+    """
+    return Date(*_time.localtime(ticks)[:3])
+
+
+def TimeFromTicks(ticks: float) -> _dt.time:
+    """The local time of day of a Unix time."""
+    return Time(*_time.localtime(ticks)[3:6])
+
+
+def TimestampFromTicks(ticks: float) -> _dt.datetime:
+    """The local date and time of a Unix time (whole seconds)."""
+    return Timestamp(*_time.localtime(ticks)[:6])
+
+
+class _TypeObject:
+    """A PEP 249 type object: equal to each of the declared column types it
+    stands for. ``description`` leaves ``type_code`` as None (SQLite columns
+    are dynamically typed), so these matter only to code that compares
+    declared types.
+
+    >>> STRING == "VARCHAR", NUMBER == "TEXT"
+    (True, False)
+    """
+
+    def __init__(self, name: str, *values: str) -> None:
+        self.name = name
+        self.values = frozenset(values)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _TypeObject):
+            return self is other
+        if isinstance(other, str):
+            return other.upper() in self.values
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __repr__(self) -> str:
+        return f"<dbapi type {self.name}>"
+
+
+STRING = _TypeObject("STRING", "TEXT", "VARCHAR", "CHAR", "CLOB", "NCHAR", "NVARCHAR")
+BINARY = _TypeObject("BINARY", "BLOB")
+NUMBER = _TypeObject(
+    "NUMBER", "INTEGER", "INT", "BIGINT", "REAL", "FLOAT", "DOUBLE", "NUMERIC", "DECIMAL", "BOOLEAN"
+)
+DATETIME = _TypeObject("DATETIME", "DATE", "TIME", "TIMESTAMP", "DATETIME")
+ROWID = _TypeObject("ROWID", "ROWID", "INTEGER PRIMARY KEY")
+
+# ------------------------------------------------------------ statements
+
+_Params: TypeAlias = Sequence[Any] | Mapping[str, Any] | None
+_Description: TypeAlias = tuple[tuple[str, None, None, None, None, None, None], ...]
+
+_TEMPORAL = (_dt.date, _dt.time)  # datetime is a date
+
+
+def _adapt_value(value: Any) -> Any:
+    if isinstance(value, _dt.datetime):
+        return value.isoformat(" ")
+    if isinstance(value, _TEMPORAL):
+        return value.isoformat()
+    return value
+
+
+def _adapt(params: _Params) -> _Params:
+    """Dates and times as ISO text; anything else is passed to the core as is
+    (it raises ParameterTypeError for what it cannot store)."""
+    if params is None or isinstance(params, str | bytes):
+        return params
+    if isinstance(params, Mapping):
+        if any(isinstance(v, _TEMPORAL) for v in params.values()):
+            return {k: _adapt_value(v) for k, v in params.items()}
+        return params
+    if any(isinstance(v, _TEMPORAL) for v in params):
+        return [_adapt_value(v) for v in params]
+    return params
+
+
+def _first_words(sql: str) -> tuple[str, str]:
+    """The first two keywords, upper-cased, skipping white space and comments."""
+    words: list[str] = []
+    rest = sql
+    while len(words) < 2:
+        rest = rest.lstrip()
+        if rest.startswith("--"):
+            rest = rest.partition("\n")[2]
+        elif rest.startswith("/*"):
+            rest = rest.partition("*/")[2]
+        else:
+            word = "".join(itertools.takewhile(str.isalpha, rest))
+            if not word:
+                break
+            words.append(word.upper())
+            rest = rest[len(word) :]
+    words += ["", ""]
+    return words[0], words[1]
+
+
+# Statements that must run on the writer even though SQLite calls them
+# read-only: on a pooled reader they would change (or open a transaction on)
+# whichever reader ran them.
+_WRITER_ONLY = frozenset({"PRAGMA", "SAVEPOINT", "RELEASE", "ROLLBACK", "ATTACH", "DETACH"})
+_DML = frozenset({"INSERT", "REPLACE", "UPDATE", "DELETE"})
+
+
+def _refuse_transaction_control(first: str, second: str) -> None:
+    if first in ("BEGIN", "COMMIT", "END") or (first == "ROLLBACK" and second != "TO"):
+        raise ProgrammingError(
+            f"{first} is managed by the connection: use conn.commit() / conn.rollback() "
+            "(transactions open implicitly on the first write)"
+        )
+
+
+def _is_iterate_refusal(exc: ProgrammingError) -> bool:
+    # The native iterate() refuses a statement that writes (SQLite's
+    # sqlite3_stmt_readonly), before running it; that is our exact test of
+    # "this statement writes" (a keyword test would misjudge WITH ... INSERT).
+    return exc.sqlite_errorname == "SQLITE_MISUSE" and str(exc).startswith("iterate()")
+
+
+# ----------------------------------------------------------- connection
+
+
+class Connection:
+    """A DB-API connection over an `alk.Database`. Open one with `connect`.
+
+    ``database`` is the underlying `alk.Database` (queues, streams, notify);
+    ``transaction`` is the native transaction the connection has open, or
+    None. Pass it as ``tx=`` so a job, event or notification commits or
+    rolls back with the connection's SQL:
+
+    >>> import tempfile, os
+    >>> conn = connect(os.path.join(tempfile.mkdtemp(), "app.db"))
+    >>> tx = conn.begin()  # or run any write first
+    >>> _ = conn.database.queue("jobs").enqueue({"n": 1}, tx=conn.transaction)
+    >>> conn.rollback()
+    >>> conn.database.query("SELECT count(*) FROM _honker_live")
+    [(0,)]
+    >>> conn.close()
+
+    The exception classes are attributes too (``conn.Error``,
+    ``conn.IntegrityError``, ...), as PEP 249's optional extension has it.
+    """
+
+    Warning = Warning
+    Error = Error
+    InterfaceError = InterfaceError
+    DatabaseError = DatabaseError
+    DataError = DataError
+    OperationalError = OperationalError
+    IntegrityError = IntegrityError
+    InternalError = InternalError
+    ProgrammingError = ProgrammingError
+    NotSupportedError = NotSupportedError
+
+    def __init__(self, database: Database, *, owns_database: bool, autocommit: bool) -> None:
+        self._database: Database | None = database
+        self._owns = owns_database
+        self._autocommit = autocommit
+        self._tx: _native.Transaction | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._database is None else str(self._database.path)
+        return f"<dbapi.Connection {state}>"
+
+    # ------------------------------------------------------------ state
+
+    def _db(self) -> Database:
+        if self._database is None:
+            raise ProgrammingError("the connection is closed")
+        return self._database
+
+    @property
+    def database(self) -> Database:
+        """The `alk.Database` this connection runs on."""
+        return self._db()
+
+    @property
+    def closed(self) -> bool:
+        """True after `close`."""
+        return self._database is None
+
+    @property
+    def transaction(self) -> _native.Transaction | None:
+        """The open native transaction, or None (nothing written yet since
+        the last commit/rollback, or autocommit). See `begin`."""
+        tx = self._tx
+        if tx is not None and not tx.active:
+            # Committed or rolled back directly on the native object.
+            self._tx = tx = None
+        return tx
+
+    @property
+    def in_transaction(self) -> bool:
+        """True while a transaction is open."""
+        return self.transaction is not None
+
+    @property
+    def autocommit(self) -> bool:
+        """When True every statement commits on its own. Turning it on
+        commits an open transaction (as ``sqlite3`` does)."""
+        return self._autocommit
+
+    @autocommit.setter
+    def autocommit(self, value: bool) -> None:
+        self._db()
+        if value and not self._autocommit:
+            self.commit()
+        self._autocommit = bool(value)
+
+    def begin(self) -> _native.Transaction:
+        """Open the transaction now (it would open on the first write
+        anyway) and return it; returns the open one if there is one. Use it
+        to enqueue or publish before any SQL has run."""
+        db = self._db()
+        if self._autocommit:
+            raise ProgrammingError("begin() needs autocommit off")
+        tx = self.transaction
+        if tx is None:
+            tx = self._tx = db.transaction()
+        return tx
+
+    # ----------------------------------------------------------- PEP 249
+
+    def cursor(self) -> Cursor:
+        """A new cursor on this connection."""
+        self._db()
+        return Cursor(self)
+
+    def commit(self) -> None:
+        """Commit the open transaction (nothing to do when none is open)."""
+        self._db()
+        tx = self.transaction
+        self._tx = None
+        if tx is not None:
+            tx.commit()
+
+    def rollback(self) -> None:
+        """Roll the open transaction back (nothing to do when none is open)."""
+        self._db()
+        tx = self.transaction
+        self._tx = None
+        if tx is not None:
+            tx.rollback()
+
+    def close(self) -> None:
+        """Roll back an open transaction and close the connection (and the
+        `alk.Database`, when `connect` opened it). Closing twice is a no-op."""
+        if self._database is None:
+            return
+        try:
+            self.rollback()
+        finally:
+            db, self._database = self._database, None
+            if self._owns:
+                db.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """As ``sqlite3``: commit on success, roll back on an exception; the
+        connection stays open."""
+        if self._database is None:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+
+    # -------------------------------------------- used by Cursor
+
+    def _writer_tx(self) -> _native.Transaction | None:
+        """The transaction a write must run in: the open one, or a new one
+        (None in autocommit mode)."""
+        if self._autocommit:
+            return None
+        return self.begin()
+
+
+# --------------------------------------------------------------- cursor
+
+
+class Cursor:
+    """A DB-API cursor. Get one with ``conn.cursor()``.
+
+    >>> import tempfile, os
+    >>> conn = connect(os.path.join(tempfile.mkdtemp(), "app.db"))
+    >>> cur = conn.cursor()
+    >>> _ = cur.execute("CREATE TABLE t(x)")
+    >>> cur.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(5)]).rowcount
+    5
+    >>> _ = cur.execute("SELECT x FROM t WHERE x >= :lo", {"lo": 2})
+    >>> cur.fetchone(), cur.fetchmany(1), cur.fetchall()
+    ((2,), [(3,)], [(4,)])
+    >>> conn.close()
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection: Connection | None = connection
+        self.arraysize = 1
+        self._rows: Iterator[tuple[Any, ...]] = iter(())
+        self._stream: _native.RowIterator | None = None
+        self._description: _Description | None = None
+        self._rowcount = -1
+        self._lastrowid: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<dbapi.Cursor {'closed' if self._connection is None else 'open'}>"
+
+    # ------------------------------------------------------------ state
+
+    def _conn(self) -> Connection:
+        conn = self._connection
+        if conn is None:
+            raise ProgrammingError("the cursor is closed")
+        if conn.closed:
+            raise ProgrammingError("the cursor's connection is closed")
+        return conn
+
+    @property
+    def connection(self) -> Connection:
+        """The connection this cursor belongs to."""
+        if self._connection is None:
+            raise ProgrammingError("the cursor is closed")
+        return self._connection
+
+    @property
+    def description(self) -> _Description | None:
+        """One ``(name, None, None, None, None, None, None)`` per result
+        column of the last statement; None when it returns no rows."""
+        return self._description
+
+    @property
+    def rowcount(self) -> int:
+        """Rows changed by the last INSERT/UPDATE/DELETE/REPLACE (summed over
+        `executemany`); -1 for other statements, SELECT included."""
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        """The rowid of the row the last INSERT/REPLACE added; None after
+        other statements or an insert that added nothing."""
+        return self._lastrowid
+
+    def _release(self) -> None:
+        """Forget the current result, giving its reader back to the pool."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+        self._rows = iter(())
+        self._description = None
+        self._rowcount = -1
+        self._lastrowid = None
+
+    def _describe(self, columns: list[str]) -> None:
+        self._description = (
+            tuple((name, None, None, None, None, None, None) for name in columns) or None
+        )
+
+    # -------------------------------------------------------- execution
+
+    def execute(self, operation: str, parameters: _Params = ()) -> Cursor:
+        """Run one statement; returns the cursor, so
+        ``cur.execute(...).fetchall()`` works."""
+        conn = self._conn()
+        self._release()
+        first, second = _first_words(operation)
+        _refuse_transaction_control(first, second)
+        params = _adapt(parameters)
+        tx = conn.transaction
+        if tx is None and first not in _WRITER_ONLY:
+            # No transaction yet: a read streams from a reader snapshot.
+            try:
+                stream = conn.database.iterate(operation, params)
+            except ProgrammingError as exc:
+                if not _is_iterate_refusal(exc):
+                    raise
+            else:
+                self._stream = stream
+                self._rows = stream
+                self._describe(stream.columns)
+                return self
+        if tx is None:
+            tx = conn._writer_tx()
+        if tx is None:  # autocommit: the statement is its own transaction
+            self._run_autocommit(conn.database, operation, params, first)
+        else:
+            self._run_in(tx, operation, params, first)
+        return self
+
+    def _run_in(self, tx: _native.Transaction, sql: str, params: _Params, first: str) -> None:
+        columns = tx.columns(sql)
+        if not columns:
+            result = tx.execute(sql, params)
+            self._rowcount, self._lastrowid = result.rowcount, result.lastrowid
+            return
+        rows = tx.query(sql, params)
+        self._rows = iter(rows)
+        self._describe(columns)
+        if first in _DML:  # ... RETURNING: one row per changed row
+            self._rowcount = len(rows)
+            if first in ("INSERT", "REPLACE") and rows:
+                found = tx.query_one("SELECT last_insert_rowid()")
+                self._lastrowid = None if found is None else found[0]
+
+    def _run_autocommit(self, db: Database, sql: str, params: _Params, first: str) -> None:
+        columns = db.columns(sql)
+        if not columns:
+            result = db.execute(sql, params)
+            self._rowcount, self._lastrowid = result.rowcount, result.lastrowid
+            return
+        # A statement with rows that writes (... RETURNING); db.query sends it
+        # to the writer as its own transaction.
+        rows = db.query(sql, params)
+        self._rows = iter(rows)
+        self._describe(columns)
+        if first in _DML:
+            self._rowcount = len(rows)
+
+    def executemany(self, operation: str, seq_of_parameters: Iterable[_Params]) -> Cursor:
+        """Run one statement once per parameter set, in one native call (in
+        the connection's transaction, or as one transaction in autocommit
+        mode). ``rowcount`` is the total; ``lastrowid`` that of the last
+        insert."""
+        conn = self._conn()
+        self._release()
+        first, second = _first_words(operation)
+        _refuse_transaction_control(first, second)
+        batch = (_adapt(p) for p in seq_of_parameters)
+        tx = conn._writer_tx()
+        result = (
+            conn.database.executemany(operation, batch)
+            if tx is None
+            else tx.executemany(operation, batch)
+        )
+        self._rowcount, self._lastrowid = result.rowcount, result.lastrowid
+        return self
+
+    # ---------------------------------------------------------- fetching
+
+    def _next(self) -> tuple[Any, ...] | None:
+        row = next(self._rows, None)
+        if row is None and self._stream is not None:
+            self._stream.close()  # exhausted: give the reader back now
+            self._stream = None
+        return row
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        """The next row, or None when there are no more."""
+        self._conn()
+        return self._next()
+
+    def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
+        """Up to `size` (default ``arraysize``) next rows; [] at the end."""
+        self._conn()
+        want = self.arraysize if size is None else size
+        out: list[tuple[Any, ...]] = []
+        while len(out) < want:
+            row = self._next()
+            if row is None:
+                break
+            out.append(row)
+        return out
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        """All remaining rows."""
+        self._conn()
+        out = list(self._rows)
+        self._next()  # releases an exhausted stream
+        return out
+
+    def __iter__(self) -> Cursor:
+        return self
+
+    def __next__(self) -> tuple[Any, ...]:
+        row = self.fetchone()
+        if row is None:
+            raise StopIteration
+        return row
+
+    # ------------------------------------------------------------ misc
+
+    def setinputsizes(self, sizes: Any) -> None:
+        """Accepted and ignored (PEP 249 allows it)."""
+
+    def setoutputsize(self, size: Any, column: int | None = None) -> None:
+        """Accepted and ignored (PEP 249 allows it)."""
+
+    def close(self) -> None:
+        """Close the cursor (its unread rows are dropped). Closing twice is
+        a no-op."""
+        if self._connection is not None:
+            self._release()
+            self._connection = None
+
+    def __enter__(self) -> Cursor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# -------------------------------------------------------------- connect
+
+_ISOLATION_LEVELS = ("IMMEDIATE", "DEFERRED", "EXCLUSIVE")
+
+
+def connect(
+    database: str | os.PathLike[str] | None = None,
+    *,
+    db: Database | None = None,
+    isolation_level: str | None = "IMMEDIATE",
+    autocommit: bool = False,
+    **kwargs: Any,
+) -> Connection:
+    """Open a DB-API connection on the file `database` (created if needed),
+    or on an already open `alk.Database` given as ``db=`` (which the
+    connection then does not close).
+
+    ``isolation_level=None`` or ``autocommit=True`` makes every statement
+    commit on its own. Otherwise transactions open implicitly and always
+    as ``BEGIN IMMEDIATE`` (the core's only kind: SQLite has one writer, and
+    taking it up front avoids deadlock-prone lock upgrades); ``"DEFERRED"``
+    and ``"EXCLUSIVE"`` are accepted for compatibility and mean the same.
+    Other keyword arguments go to `alk.connect` (``max_readers``,
+    ``busy_timeout_ms``, ``readonly``, ...).
+
+    >>> import tempfile, os
+    >>> conn = connect(os.path.join(tempfile.mkdtemp(), "app.db"), autocommit=True)
+    >>> conn.cursor().execute("SELECT 1 + 1").fetchone()
+    (2,)
+    >>> conn.close()
+    """
+    if isolation_level is not None and isolation_level.upper() not in _ISOLATION_LEVELS:
+        raise ProgrammingError(
+            f"isolation_level must be None or one of {', '.join(_ISOLATION_LEVELS)}, "
+            f"not {isolation_level!r}"
+        )
+    if (database is None) == (db is None):
+        raise InterfaceError("pass either a path or db=, not both or neither")
+    if db is not None:
+        if kwargs:
+            raise InterfaceError(f"options {sorted(kwargs)} apply only when opening a path")
+        opened, owns = db, False
+    else:
+        assert database is not None
+        opened, owns = _open(database, **kwargs), True
+    return Connection(opened, owns_database=owns, autocommit=autocommit or isolation_level is None)

@@ -1,0 +1,543 @@
+"""PEP 249 conformance of `alkdev_storage.dbapi` (issue 6, acceptance 1)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import doctest
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import alkdev_storage as alk
+from alkdev_storage import dbapi, errors
+
+pytestmark = pytest.mark.timeout(60)
+
+EXCEPTIONS = [
+    "Warning",
+    "Error",
+    "InterfaceError",
+    "DatabaseError",
+    "DataError",
+    "OperationalError",
+    "IntegrityError",
+    "InternalError",
+    "ProgrammingError",
+    "NotSupportedError",
+]
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "app.db"
+
+
+@pytest.fixture
+def conn(path: Path) -> Iterator[dbapi.Connection]:
+    c = dbapi.connect(path)
+    c.cursor().execute("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT UNIQUE, n INTEGER)")
+    c.commit()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def other(path: Path, conn: dbapi.Connection) -> Iterator[dbapi.Connection]:
+    """A second, independent connection on the same file."""
+    c = dbapi.connect(path)
+    yield c
+    c.close()
+
+
+def count(c: dbapi.Connection, table: str = "t") -> int:
+    row = c.cursor().execute(f"SELECT count(*) FROM {table}").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# ---------------------------------------------------------------- module
+
+
+def test_module_globals() -> None:
+    assert dbapi.apilevel == "2.0"
+    assert dbapi.threadsafety in (0, 1, 2, 3)
+    assert dbapi.paramstyle == "qmark"
+
+
+@pytest.mark.parametrize("name", EXCEPTIONS)
+def test_exception_classes_are_module_and_connection_attributes(
+    name: str, conn: dbapi.Connection
+) -> None:
+    cls = getattr(dbapi, name)
+    assert cls is getattr(errors, name)
+    assert getattr(conn, name) is cls
+    assert getattr(dbapi.Connection, name) is cls
+
+
+def test_exception_hierarchy_is_pep_249() -> None:
+    assert issubclass(dbapi.Warning, Exception)
+    assert issubclass(dbapi.Error, Exception)
+    assert issubclass(dbapi.InterfaceError, dbapi.Error)
+    assert issubclass(dbapi.DatabaseError, dbapi.Error)
+    for name in EXCEPTIONS[4:]:
+        assert issubclass(getattr(dbapi, name), dbapi.DatabaseError)
+
+
+def test_type_constructors_and_objects(conn: dbapi.Connection) -> None:
+    assert dbapi.Date(2024, 2, 29) == dt.date(2024, 2, 29)
+    assert dbapi.Time(13, 14, 15) == dt.time(13, 14, 15)
+    assert dbapi.Timestamp(2024, 2, 29, 13, 14, 15) == dt.datetime(2024, 2, 29, 13, 14, 15)
+    assert dbapi.Binary(b"\x00\x01") == b"\x00\x01"
+    ticks = dt.datetime(2024, 2, 29, 13, 14, 15).timestamp()  # local time
+    assert dbapi.DateFromTicks(ticks) == dt.date(2024, 2, 29)
+    assert dbapi.TimeFromTicks(ticks) == dt.time(13, 14, 15)
+    assert dbapi.TimestampFromTicks(ticks) == dt.datetime(2024, 2, 29, 13, 14, 15)
+    for obj in (dbapi.STRING, dbapi.BINARY, dbapi.NUMBER, dbapi.DATETIME, dbapi.ROWID):
+        assert obj == obj
+    assert dbapi.STRING == "text" and dbapi.STRING != "INTEGER"
+    assert dbapi.NUMBER == "INTEGER" and dbapi.BINARY == "BLOB"
+    assert dbapi.DATETIME == "TIMESTAMP" and dbapi.ROWID == "ROWID"
+    assert dbapi.STRING != dbapi.NUMBER
+    # The constructed values bind: dates and times as ISO text, Binary as a BLOB.
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE v(d, t, ts, b)")
+    cur.execute(
+        "INSERT INTO v VALUES (?, ?, ?, ?)",
+        (
+            dbapi.Date(2024, 2, 29),
+            dbapi.Time(1, 2, 3),
+            dbapi.Timestamp(2024, 2, 29, 1, 2, 3),
+            dbapi.Binary(b"\xff"),
+        ),
+    )
+    assert cur.execute("SELECT d, t, ts, b FROM v").fetchone() == (
+        "2024-02-29",
+        "01:02:03",
+        "2024-02-29 01:02:03",
+        b"\xff",
+    )
+
+
+def test_docstring_examples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = doctest.testmod(dbapi, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+# --------------------------------------------------------------- connect
+
+
+def test_connect_on_existing_database_does_not_close_it(path: Path) -> None:
+    db = alk.connect(path)
+    c = dbapi.connect(db=db)
+    assert c.database is db
+    c.cursor().execute("CREATE TABLE x(a)")
+    c.commit()
+    c.close()
+    assert not db.closed
+    assert db.query("SELECT count(*) FROM x") == [(0,)]
+    db.close()
+
+
+def test_connect_owns_and_closes_the_database_it_opened(path: Path) -> None:
+    c = dbapi.connect(path, busy_timeout_ms=1000)
+    db = c.database
+    assert isinstance(db, alk.Database)
+    c.close()
+    assert db.closed and c.closed
+    c.close()  # twice is fine
+
+
+def test_connect_argument_errors(path: Path) -> None:
+    with pytest.raises(dbapi.InterfaceError):
+        dbapi.connect()
+    db = alk.connect(path)
+    with pytest.raises(dbapi.InterfaceError):
+        dbapi.connect(path, db=db)
+    with pytest.raises(dbapi.InterfaceError):
+        dbapi.connect(db=db, max_readers=2)
+    with pytest.raises(dbapi.ProgrammingError):
+        dbapi.connect(path, isolation_level="SERIALIZABLE")
+    db.close()
+
+
+# ------------------------------------------------------------ the cursor
+
+
+def test_cursor_attributes_and_connection(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    assert cur.connection is conn
+    assert cur.arraysize == 1
+    assert cur.description is None
+    assert cur.rowcount == -1
+    assert cur.lastrowid is None
+    cur.setinputsizes([None, 10])
+    cur.setoutputsize(100)
+    cur.setoutputsize(100, 0)
+    assert cur.execute("SELECT 1") is cur
+
+
+def test_lastrowid_after_insert(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.execute("INSERT INTO t(name, n) VALUES (?, ?)", ("a", 1))
+    assert cur.lastrowid == 1
+    assert cur.rowcount == 1
+    cur.execute("INSERT INTO t(id, name) VALUES (?, ?)", (41, "b"))
+    assert cur.lastrowid == 41
+    cur.execute("UPDATE t SET n = 2")
+    assert cur.lastrowid is None
+
+
+def test_rowcount_update_delete_and_select(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.executemany("INSERT INTO t(name, n) VALUES (?, ?)", [(f"r{i}", i % 3) for i in range(9)])
+    assert cur.rowcount == 9
+    cur.execute("UPDATE t SET n = n + 10 WHERE n = ?", (0,))
+    assert cur.rowcount == 3
+    cur.execute("DELETE FROM t WHERE n = 1")
+    assert cur.rowcount == 3
+    cur.execute("DELETE FROM t WHERE n = 99")
+    assert cur.rowcount == 0
+    cur.execute("SELECT * FROM t")
+    assert cur.rowcount == -1
+    cur.execute("CREATE TABLE z(a)")
+    assert cur.rowcount == -1
+    conn.commit()
+    cur.execute("SELECT * FROM t")  # outside a transaction too
+    assert cur.rowcount == -1
+
+
+def test_description_names(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.execute("SELECT id, name AS label, n * 2 AS doubled FROM t")
+    assert cur.description is not None
+    assert [d[0] for d in cur.description] == ["id", "label", "doubled"]
+    assert all(len(d) == 7 for d in cur.description)
+    # Same inside a transaction, and for an empty result.
+    cur.execute("INSERT INTO t(name) VALUES ('x')")
+    assert cur.description is None
+    cur.execute("SELECT name FROM t WHERE 0")
+    assert cur.description is not None
+    assert [d[0] for d in cur.description] == ["name"]
+    assert cur.fetchall() == []
+
+
+def test_executemany_5000_rows_in_one_call(conn: dbapi.Connection, other: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.executemany("INSERT INTO t(name, n) VALUES (?, ?)", ((f"n{i}", i) for i in range(5000)))
+    assert cur.rowcount == 5000
+    assert cur.lastrowid == 5000
+    assert count(other) == 0
+    conn.commit()
+    assert count(other) == 5000
+    row = other.cursor().execute("SELECT sum(n) FROM t").fetchone()
+    assert row == (sum(range(5000)),)
+
+
+def test_executemany_autocommit_and_named(path: Path) -> None:
+    c = dbapi.connect(path, autocommit=True)
+    cur = c.cursor()
+    cur.execute("CREATE TABLE m(a, b)")
+    cur.executemany("INSERT INTO m VALUES (:a, :b)", [{"a": i, "b": -i} for i in range(100)])
+    assert cur.rowcount == 100
+    assert c.database.query("SELECT count(*), sum(b) FROM m") == [(100, -4950)]
+    c.close()
+
+
+def test_fetch_sequences(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.executemany("INSERT INTO t(id, name) VALUES (?, ?)", [(i, f"r{i}") for i in range(1, 8)])
+    conn.commit()
+    for committed in (True, False):
+        if not committed:
+            cur.execute("UPDATE t SET n = 0")  # now reads go through the transaction
+        cur.execute("SELECT id FROM t ORDER BY id")
+        assert cur.fetchone() == (1,)
+        assert cur.fetchmany() == [(2,)]  # arraysize 1
+        assert cur.fetchmany(2) == [(3,), (4,)]
+        cur.arraysize = 2
+        assert cur.fetchmany() == [(5,), (6,)]
+        assert cur.fetchall() == [(7,)]
+        assert cur.fetchone() is None
+        assert cur.fetchmany(5) == []
+        assert cur.fetchall() == []
+        cur.arraysize = 1
+
+
+def test_fetch_before_any_result_is_empty(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    assert cur.fetchone() is None
+    assert cur.fetchall() == []
+    cur.execute("INSERT INTO t(name) VALUES ('a')")
+    assert cur.fetchone() is None
+
+
+def test_iteration(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.executemany("INSERT INTO t(name) VALUES (?)", [("a",), ("b",), ("c",)])
+    assert [r for r in cur.execute("SELECT name FROM t ORDER BY id")] == [("a",), ("b",), ("c",)]
+    conn.commit()
+    it = iter(cur.execute("SELECT name FROM t ORDER BY id"))
+    assert it is cur
+    assert next(it) == ("a",)
+    assert list(it) == [("b",), ("c",)]
+    with pytest.raises(StopIteration):
+        next(cur)
+
+
+def test_large_result_streams_outside_a_transaction(conn: dbapi.Connection) -> None:
+    conn.cursor().executemany("INSERT INTO t(n) VALUES (?)", ((i,) for i in range(20_000)))
+    conn.commit()
+    cur = conn.cursor()
+    cur.execute("SELECT n FROM t ORDER BY id")
+    assert isinstance(cur._stream, alk.RowIterator)  # not a materialised list
+    assert cur.fetchmany(3) == [(0,), (1,), (2,)]
+    assert sum(r[0] for r in cur) == sum(range(3, 20_000))
+    assert cur._stream is None  # the reader went back to the pool
+
+
+def test_named_parameters(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.execute("INSERT INTO t(name, n) VALUES (:name, :n)", {"name": "ada", "n": 36})
+    cur.execute("SELECT n FROM t WHERE name = :name", {"name": "ada"})
+    assert cur.fetchall() == [(36,)]
+    conn.commit()
+    cur.execute("SELECT name FROM t WHERE n = :n", {"n": 36})
+    assert cur.fetchall() == [("ada",)]
+
+
+def test_insert_returning(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.execute("INSERT INTO t(name) VALUES ('a'), ('b') RETURNING id, name")
+    assert cur.fetchall() == [(1, "a"), (2, "b")]
+    assert cur.description is not None and [d[0] for d in cur.description] == ["id", "name"]
+    assert cur.rowcount == 2
+    assert cur.lastrowid == 2
+    conn.commit()
+    # A write through WITH ... or RETURNING as the first statement also
+    # opens the transaction (the read-only test is SQLite's own).
+    cur.execute("UPDATE t SET n = 5 RETURNING id")
+    assert conn.in_transaction
+    assert sorted(cur.fetchall()) == [(1,), (2,)]
+    assert cur.rowcount == 2
+
+
+def test_insert_returning_in_autocommit(path: Path) -> None:
+    c = dbapi.connect(path, isolation_level=None)
+    assert c.autocommit
+    cur = c.cursor()
+    cur.execute("CREATE TABLE r(id INTEGER PRIMARY KEY, v)")
+    cur.execute("INSERT INTO r(v) VALUES (7) RETURNING id, v")
+    assert cur.fetchall() == [(1, 7)]
+    assert cur.rowcount == 1
+    assert not c.in_transaction
+    c.close()
+
+
+# ---------------------------------------------------------- transactions
+
+
+def test_uncommitted_writes_invisible_committed_visible(
+    conn: dbapi.Connection, other: dbapi.Connection
+) -> None:
+    cur = conn.cursor()
+    cur.execute("INSERT INTO t(name) VALUES ('a')")
+    assert conn.in_transaction and conn.transaction is not None
+    assert count(conn) == 1  # own writes are visible
+    assert count(other) == 0  # not yet to anyone else
+    conn.commit()
+    assert conn.transaction is None
+    assert count(other) == 1
+    assert count(conn) == 1
+
+
+def test_rollback_discards(conn: dbapi.Connection, other: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.execute("INSERT INTO t(name) VALUES ('a')")
+    cur.execute("CREATE TABLE gone(x)")
+    conn.rollback()
+    assert count(conn) == 0
+    assert count(other) == 0
+    with pytest.raises(dbapi.ProgrammingError):
+        other.cursor().execute("SELECT * FROM gone")
+    conn.rollback()  # nothing open: a no-op
+    conn.commit()
+
+
+def test_close_rolls_back(path: Path, conn: dbapi.Connection, other: dbapi.Connection) -> None:
+    conn.cursor().execute("INSERT INTO t(name) VALUES ('a')")
+    conn.close()
+    assert count(other) == 0
+    again = dbapi.connect(path)
+    assert count(again) == 0
+    again.close()
+
+
+def test_reads_open_no_transaction(conn: dbapi.Connection) -> None:
+    conn.cursor().execute("SELECT * FROM t").fetchall()
+    assert not conn.in_transaction
+    conn.cursor().execute("PRAGMA user_version = 3")
+    assert conn.in_transaction  # PRAGMAs run on the writer, in the transaction
+    conn.commit()
+    assert conn.cursor().execute("PRAGMA user_version").fetchone() == (3,)
+
+
+def test_error_leaves_the_transaction_open(conn: dbapi.Connection, other: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.execute("INSERT INTO t(name) VALUES ('a')")
+    with pytest.raises(dbapi.IntegrityError):
+        cur.execute("INSERT INTO t(name) VALUES ('a')")
+    assert conn.in_transaction
+    conn.commit()
+    assert count(other) == 1
+
+
+def test_transaction_control_sql_is_refused(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    for sql in ("BEGIN", "COMMIT", "END", "ROLLBACK", "  -- c\n begin immediate"):
+        with pytest.raises(dbapi.ProgrammingError):
+            cur.execute(sql)
+    # Savepoints work (they open the transaction first).
+    cur.execute("SAVEPOINT s")
+    cur.execute("INSERT INTO t(name) VALUES ('a')")
+    cur.execute("ROLLBACK TO s")
+    cur.execute("RELEASE s")
+    conn.commit()
+    assert count(conn) == 0
+
+
+def test_autocommit_mode(path: Path, conn: dbapi.Connection, other: dbapi.Connection) -> None:
+    conn.cursor().execute("INSERT INTO t(name) VALUES ('a')")
+    conn.autocommit = True  # commits what was open
+    assert not conn.in_transaction
+    assert count(other) == 1
+    conn.cursor().execute("INSERT INTO t(name) VALUES ('b')")
+    assert not conn.in_transaction and conn.transaction is None
+    assert count(other) == 2
+    conn.rollback()  # nothing to undo
+    assert count(other) == 2
+    with pytest.raises(dbapi.ProgrammingError):
+        conn.begin()
+    conn.autocommit = False
+    conn.cursor().execute("INSERT INTO t(name) VALUES ('c')")
+    assert count(other) == 2
+
+
+def test_context_manager_commits_or_rolls_back(
+    conn: dbapi.Connection, other: dbapi.Connection
+) -> None:
+    with conn:
+        conn.cursor().execute("INSERT INTO t(name) VALUES ('a')")
+    assert count(other) == 1
+    with pytest.raises(ZeroDivisionError), conn:
+        conn.cursor().execute("INSERT INTO t(name) VALUES ('b')")
+        _ = 1 / 0
+    assert count(other) == 1
+    assert not conn.closed
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+    with pytest.raises(dbapi.ProgrammingError):
+        cur.fetchone()
+
+
+def test_transaction_ended_on_the_native_object(conn: dbapi.Connection) -> None:
+    tx = conn.begin()
+    assert conn.begin() is tx
+    tx.rollback()
+    assert conn.transaction is None
+    conn.cursor().execute("INSERT INTO t(name) VALUES ('a')")
+    conn.commit()
+    assert count(conn) == 1
+
+
+# --------------------------------------------------- atomicity with queues
+
+
+def jobs(c: dbapi.Connection) -> int:
+    """Live jobs in queue "jobs", as `c`'s database sees them committed."""
+    return len(c.database.query("SELECT id FROM _honker_live WHERE queue = 'jobs'"))
+
+
+def test_queue_and_sql_roll_back_together(conn: dbapi.Connection, other: dbapi.Connection) -> None:
+    conn.cursor().execute("INSERT INTO t(name) VALUES ('order')")
+    conn.database.queue("jobs").enqueue({"order": 1}, tx=conn.transaction)
+    conn.rollback()
+    assert count(other) == 0
+    assert jobs(other) == 0
+    assert jobs(conn) == 0
+
+
+def test_queue_and_sql_commit_together(conn: dbapi.Connection, other: dbapi.Connection) -> None:
+    tx = conn.begin()  # a job first, then SQL, in one transaction
+    conn.database.queue("jobs").enqueue({"order": 1}, tx=tx)
+    conn.cursor().execute("INSERT INTO t(name) VALUES ('order')")
+    assert jobs(other) == 0 and count(other) == 0
+    conn.commit()
+    assert count(other) == 1
+    assert jobs(other) == 1
+    job = other.database.queue("jobs").claim_one("w")
+    assert job is not None and job.payload == {"order": 1}
+
+
+def test_enqueue_without_tx_while_one_is_open_fails_fast(conn: dbapi.Connection) -> None:
+    conn.cursor().execute("INSERT INTO t(name) VALUES ('a')")
+    with pytest.raises(errors.NestedTransactionError):
+        conn.database.queue("jobs").enqueue({"x": 1})
+
+
+# ---------------------------------------------------------- closed objects
+
+
+def test_closed_cursor_raises(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.execute("SELECT 1")
+    cur.close()
+    cur.close()  # twice is fine
+    for call in (
+        lambda: cur.execute("SELECT 1"),
+        lambda: cur.executemany("INSERT INTO t(name) VALUES (?)", [("a",)]),
+        cur.fetchone,
+        cur.fetchall,
+        cur.fetchmany,
+        lambda: next(cur),
+        lambda: cur.connection,
+    ):
+        with pytest.raises(dbapi.ProgrammingError):
+            call()
+
+
+def test_closed_connection_raises(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    conn.close()
+    for call in (
+        conn.cursor,
+        conn.commit,
+        conn.rollback,
+        conn.begin,
+        lambda: conn.database,
+        lambda: cur.execute("SELECT 1"),
+        cur.fetchone,
+    ):
+        with pytest.raises(dbapi.Error):
+            call()
+    with pytest.raises(dbapi.ProgrammingError):
+        conn.cursor()
+
+
+def test_database_errors_come_through(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    with pytest.raises(dbapi.ProgrammingError):
+        cur.execute("SELEC 1")
+    with pytest.raises(dbapi.ProgrammingError):
+        cur.execute("SELECT * FROM missing")
+    with pytest.raises(dbapi.ProgrammingError):
+        cur.execute("SELECT ?", (1, 2))
+    with pytest.raises(dbapi.ProgrammingError):
+        cur.execute("SELECT ?", (object(),))
+    with pytest.raises(dbapi.DataError):
+        cur.execute("SELECT ?", (2**64,))
+    cur.execute("INSERT INTO t(name) VALUES ('a')")
+    with pytest.raises(dbapi.IntegrityError):
+        cur.executemany("INSERT INTO t(name) VALUES (?)", [("b",), ("a",)])
