@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import sqlite3
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import alkdev_storage as alk
+from alkdev_storage.identity import Organization
 
 DEFAULT_ROOT = Path("alkdev-data")
 
 T = TypeVar("T")
+Out = Callable[[str], None]
 
 
 def _timed(action: Callable[[], T]) -> tuple[T, float]:
@@ -39,106 +46,284 @@ def _scalar(db: alk.Database, sql: str, params: tuple[int | str, ...] = ()) -> A
     return row[0]
 
 
-def demo(root: Path, *, rows: int = 20_000, out: Callable[[str], None] = print) -> dict[str, int]:
-    """Run the end-to-end story on ``root/demo.db`` and print what happened.
+class _Bar:
+    """``label  [#########.........]  512/1000`` on stderr, redrawn with
+    ``\\r`` (tenants.py's ``_ProgressBar`` with a label of our choosing)."""
 
-    Re-runnable: the demo's own table, queue and topic are reset first.
-    Returns the final counts (rows, jobs done, events) for callers and tests.
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "demo.db"
-    out(f"alkdev-storage {alk.__version__} · SQLite {alk.sqlite_version()} (bundled)")
-    out(f"database: {path.resolve()}")
-    with alk.connect(path) as db:
-        db.executescript(
-            """
-            DROP TABLE IF EXISTS demo_orders;
-            CREATE TABLE demo_orders(
-              id INTEGER PRIMARY KEY, customer TEXT NOT NULL, total REAL NOT NULL);
-            DELETE FROM _honker_live WHERE queue = 'demo-receipts';
-            DELETE FROM _honker_dead WHERE queue = 'demo-receipts';
-            DELETE FROM _honker_stream WHERE topic = 'demo_orders:created';
-            """
-        )
+    WIDTH = 30
 
-        batch = [(f"customer-{i % 97}", round(i * 0.25, 2)) for i in range(rows)]
-        result, took = _timed(
-            lambda: db.executemany("INSERT INTO demo_orders(customer, total) VALUES (?, ?)", batch)
-        )
-        out(f"bulk insert   {result.rowcount:>7,} rows in one transaction  {_rate(rows, took)}")
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        self._label = f"{label:<8}"
+        self._stream = stream if stream is not None else sys.stderr
 
-        keys = [(i * 7919) % rows + 1 for i in range(2_000)]
-        found, took = _timed(
-            lambda: [db.query_one("SELECT * FROM demo_orders WHERE id = ?", (k,)) for k in keys]
-        )
-        assert all(found)
-        out(f"point select  {len(keys):>7,} lookups on the reader pool  {_rate(len(keys), took)}")
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.WIDTH * done // total if total else self.WIDTH
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        end = "\n" if done >= total else ""
+        self._stream.write(f"\r{self._label} [{bar}]  {done}/{total}{end}")
+        self._stream.flush()
 
-        # The transactional outbox: a business row, a queued job and a stream
-        # event commit together, or not at all.
-        receipts = db.queue("demo-receipts")
-        created = db.stream("demo_orders:created")
 
-        def order(tx: alk.Transaction, customer: str) -> int:
-            r = tx.execute(
-                "INSERT INTO demo_orders(customer, total) VALUES (?, ?)", (customer, 9.5)
+# ---------------------------------------------------------------- demo
+
+DEMO_TYPE: dict[str, Any] = {
+    "name": "tasks",
+    "scope": "tenant",
+    "version": 1,
+    "description": "A backlog: tasks and milestones, and what depends on what.",
+    "config": {"type": "directed", "multi": False, "allowSelfLoops": False},
+    "nodeTypes": {
+        "task": {
+            "schema": {
+                "type": "object",
+                "required": ["title", "estimate"],
+                "properties": {
+                    "title": {"type": "string", "minLength": 1},
+                    "estimate": {"type": "integer", "minimum": 1},
+                    "assignee": {"type": "string"},
+                },
+                "additionalProperties": False,
+            }
+        },
+        "milestone": {
+            "schema": {
+                "type": "object",
+                "required": ["title"],
+                "properties": {"title": {"type": "string"}},
+            }
+        },
+    },
+    "edgeTypes": {
+        "depends_on": {
+            "schema": {"type": "object", "properties": {"hard": {"type": "boolean"}}},
+            "allowedSourceTypes": ["task", "milestone"],
+            "allowedTargetTypes": ["task", "milestone"],
+        }
+    },
+}
+DEMO_GRAPH = "backlog"
+DEMO_QUEUE = "demo-notify"
+DEMO_TOPICS = ["graphs:created", "graphs:imported", "graphs:deleted", "nodes:updated"]
+
+
+def demo_document(n: int) -> dict[str, Any]:
+    """A backlog of `n` nodes (every 100th a milestone) and about 1.2 n
+    edges: each node depends on its parent in a binary tree, every fifth
+    also on its predecessor."""
+    nodes: list[dict[str, Any]] = []
+    for i in range(n):
+        if i % 100 == 0:
+            nodes.append({"key": f"t{i}", "type": "milestone", "attributes": {"title": f"M{i}"}})
+        else:
+            attributes = {"title": f"task {i}", "estimate": i % 8 + 1}
+            nodes.append({"key": f"t{i}", "type": "task", "attributes": attributes})
+    edges: list[dict[str, Any]] = []
+    for i in range(1, n):
+        edges.append({"type": "depends_on", "source": f"t{i}", "target": f"t{(i - 1) // 2}"})
+        if i % 5 == 0 and i >= 2:
+            edges.append(
+                {
+                    "type": "depends_on",
+                    "source": f"t{i}",
+                    "target": f"t{i - 1}",
+                    "attributes": {"hard": False},
+                }
             )
-            assert r.lastrowid is not None
-            receipts.enqueue({"order": r.lastrowid}, tx=tx)
-            created.publish({"order": r.lastrowid, "customer": customer}, tx=tx)
-            return r.lastrowid
+    return {"nodes": nodes, "edges": edges}
 
-        with db.transaction() as tx:
-            committed = order(tx, "alice")
-        tx = db.transaction()
-        order(tx, "mallory")
-        tx.rollback()
-        jobs = _scalar(db, "SELECT count(*) FROM _honker_live WHERE queue = 'demo-receipts'")
-        events = _scalar(
-            db, "SELECT count(*) FROM _honker_stream WHERE topic = 'demo_orders:created'"
-        )
-        mallory = _scalar(db, "SELECT count(*) FROM demo_orders WHERE customer = 'mallory'")
+
+def _account(store: alk.Storage, email: str, name: str) -> alk.identity.Account:
+    try:
+        return store.accounts.by_email(email)
+    except alk.AccountNotFoundError:
+        return store.accounts.create(email=email, display_name=name)
+
+
+def _org(store: alk.Storage, slug: str, name: str, owner_id: str) -> Organization:
+    try:
+        return store.organizations.by_slug(slug)
+    except alk.OrganizationNotFoundError:
+        return store.organizations.create(name=name, slug=slug, owner_id=owner_id)
+
+
+def demo(root: Path, *, nodes: int = 3_000, jobs: int = 200, out: Out = print) -> dict[str, int]:
+    """Run the end-to-end story on the storage root `root` and print what
+    happened. Re-runnable: accounts and organizations are found by email and
+    slug, and the previous run's graph is deleted. Returns the counts."""
+    started = time.perf_counter()
+    out(f"alkdev-storage {alk.__version__} · SQLite {alk.sqlite_version()} (bundled)")
+    with alk.Storage.open(root) as store:
+        out(f"storage root  {root.resolve()}")
+        ada = _account(store, "ada@acme.example", "Ada")
+        bob = _account(store, "bob@acme.example", "Bob")
+        grace = _account(store, "grace@globex.example", "Grace")
+        acme = _org(store, "acme", "Acme", ada.id)
+        globex = _org(store, "globex", "Globex", grace.id)
+        try:
+            store.organizations.membership(acme.id, bob.id)
+        except alk.MembershipNotFoundError:
+            store.organizations.add_member(acme.id, bob.id, "member", actor_id=ada.id)
         out(
-            f"outbox        order {committed} committed with 1 job + 1 event; "
-            f"rolled-back order left rows={mallory}, jobs={jobs}, events={events}"
+            "identity      3 accounts, 2 organizations (acme: ada owner, bob member; "
+            "globex: grace owner) in system.db"
+        )
+        out(
+            f"tenant files  {store.tenants.path_for(acme.id).name[:20]}…, "
+            f"{store.tenants.path_for(globex.id).name[:20]}… (one SQLite file per organization)"
         )
 
-        # An asyncio worker sleeps until a commit wakes it (the process's one
-        # watcher thread), then claims and acks.
-        async def work() -> tuple[int, float]:
-            async def late_order() -> int:
-                await asyncio.sleep(0.05)
-                with db.transaction() as tx:
-                    return order(tx, "bob")
+        with store.as_account(ada.id).tenant(acme.id) as t:
+            db = t.db
+            before = _scalar(db, "SELECT coalesce(max(offset), 0) FROM _honker_stream")
+            info = t.graph_types.register(DEMO_TYPE)
+            out(
+                f"graph type    {info.name!r} v{info.version} (tenant scope, directed): "
+                f"node types {', '.join(info.node_types)}; edge type "
+                f"{', '.join(info.edge_types)}"
+            )
+            # Re-runs: the previous backlog goes (one graphs:deleted event),
+            # and anything the previous run left queued.
+            for old in t.graphs.list(type="tasks"):
+                if old.name == DEMO_GRAPH:
+                    t.graphs.delete(old.id)
+            db.execute("DELETE FROM _honker_live WHERE queue = ?", (DEMO_QUEUE,))
 
-            producer = asyncio.create_task(late_order())
-            jobs = receipts.claim("demo-worker", idle_poll_s=1.0)
-            done, started = 0, time.perf_counter()
-            while done < 2:
-                job = await asyncio.wait_for(anext(jobs), timeout=10)
+            doc = demo_document(nodes)
+            graph = t.graphs.create(type="tasks", name=DEMO_GRAPH, status="active")
+            imported, took = _timed(lambda: graph.import_graph(doc))
+            out(
+                f"bulk import   {imported.nodes:,} nodes + {imported.edges:,} edges, each "
+                f"validated, in one transaction: {took * 1e3:.0f} ms "
+                f"({_rate(imported.nodes + imported.edges, took)})"
+            )
+
+            keys = [f"t{(i * 7919) % nodes}" for i in range(2_000)]
+            found, took = _timed(lambda: [graph.node(k) for k in keys])
+            assert len(found) == len(keys)
+            out(
+                f"point reads   {len(keys):,} node lookups on the reader pool  "
+                f"{_rate(len(keys), took)}"
+            )
+
+            notify = db.queue(DEMO_QUEUE)
+            tasks = [n for n in doc["nodes"] if n["type"] == "task"][:jobs]
+
+            # The transactional outbox: each assignment (a node update with
+            # its nodes:updated event) and its notification job commit
+            # together or not at all.
+            def assign() -> None:
+                with t.transaction() as tx:
+                    for node in tasks:
+                        attributes = {**node["attributes"], "assignee": "bob"}
+                        graph.update_node(node["key"], attributes=attributes, tx=tx)
+                        notify.enqueue({"node": node["key"], "to": "bob"}, tx=tx)
+
+            counts = asyncio.run(_worker(db, notify, assign, len(tasks)))
+            out(
+                f"outbox        {len(tasks)} assignments committed with {len(tasks)} jobs and "
+                f"{len(tasks)} events in one transaction"
+            )
+            out(
+                f"worker        async worker acked {counts['jobs']} jobs in "
+                f"{counts['ms']} ms and consumed {counts['events']} events as "
+                f"consumer 'demo-worker': "
+                + ", ".join(f"{topic} {n}" for topic, n in sorted(counts["topics"].items()))
+            )
+
+            # A rolled-back transaction leaves neither rows nor events nor jobs.
+            offset = _scalar(db, "SELECT coalesce(max(offset), 0) FROM _honker_stream")
+            tx = t.transaction()
+            graph.add_node(
+                "ghost", type="task", attributes={"title": "ghost", "estimate": 1}, tx=tx
+            )
+            notify.enqueue({"node": "ghost"}, tx=tx)
+            tx.rollback()
+            ghost = _scalar(db, "SELECT count(*) FROM nodes WHERE key = 'ghost'")
+            events = _scalar(db, "SELECT count(*) FROM _honker_stream WHERE offset > ?", (offset,))
+            queued = _scalar(db, "SELECT count(*) FROM _honker_live WHERE queue = ?", (DEMO_QUEUE,))
+            out(
+                f"rollback      node 'ghost' + its job rolled back: "
+                f"rows={ghost}, events={events}, jobs={queued}"
+            )
+            published = _scalar(
+                db, "SELECT count(*) FROM _honker_stream WHERE offset > ?", (before,)
+            )
+
+        # Scopes: a plain member may use the tenant's types, not change them.
+        try:
+            with store.as_account(bob.id).tenant(acme.id) as t:
+                t.graph_types.register({**DEMO_TYPE, "name": "bobs-notes"})
+            refused = "NOT refused (bug)"
+        except alk.NotTenantAdminError as exc:
+            refused = f"refused: {type(exc).__name__}: {exc}"
+        out(f"scopes        bob (member) registers a tenant type → {refused}")
+        try:
+            store.as_account(grace.id).tenant(acme.id)
+            outsider = "NOT refused (bug)"
+        except alk.NotAMemberError as exc:
+            outsider = f"refused: {type(exc).__name__}"
+        out(f"              grace (globex) opens acme's tenant file → {outsider}")
+        violations = len(store.audit.list(action="scope.violation", limit=1000))
+
+        with store.tenant(acme.id) as t:
+            total_nodes = _scalar(t.db, "SELECT count(*) FROM nodes")
+            total_edges = _scalar(t.db, "SELECT count(*) FROM edges")
+        with store.tenant(globex.id) as t:
+            globex_graphs = _scalar(t.db, "SELECT count(*) FROM graphs")
+        system_events = _scalar(store.system, "SELECT count(*) FROM _honker_stream")
+        elapsed = time.perf_counter() - started
+        out(
+            f"summary       acme: {total_nodes:,} nodes, {total_edges:,} edges, "
+            f"{published} events this run; globex: {globex_graphs} graphs; system.db: "
+            f"{system_events} identity events, {violations} audited scope violations; "
+            f"{elapsed:.2f} s in all"
+        )
+        return {
+            "nodes": imported.nodes,
+            "edges": imported.edges,
+            "jobs_done": counts["jobs"],
+            "events": counts["events"],
+            "rolled_back_rows": ghost,
+            "rolled_back_events": events,
+        }
+
+
+async def _worker(
+    db: alk.Database, queue: alk.Queue, produce: Callable[[], None], expected: int
+) -> dict[str, Any]:
+    """Claim and ack `expected` jobs while `produce` commits them from a
+    thread (the worker sleeps until the commit wakes it), then read the
+    new stream events as a durable consumer."""
+    # A bar only where someone watches it redraw (and only if this is slow).
+    bar = _Bar("worker") if sys.stderr.isatty() and expected >= 5_000 else lambda done, total: None
+    with db.subscribe(DEMO_TOPICS, consumer="demo-worker") as events:
+        claims = queue.claim("demo-worker", idle_poll_s=1.0)
+        producer = asyncio.create_task(asyncio.to_thread(produce))
+        done, started = 0, time.perf_counter()
+        bar(0, expected)
+        try:
+            while done < expected:
+                job = await asyncio.wait_for(anext(claims), timeout=30)
                 done += job.ack()
+                if done % 20 == 0 or done == expected:
+                    bar(done, expected)
+        finally:
+            await claims.aclose()
             await producer
-            await jobs.aclose()
-            return done, time.perf_counter() - started
-
-        done, took = asyncio.run(work())
-        out(f"worker        async worker claimed and acked {done} jobs in {took * 1e3:.0f} ms")
-
-        with db.subscribe("demo_orders:created", from_offset=0) as sub:
-            seen = [e.payload["customer"] for e in sub.poll()]
-        out(f"stream        subscriber replayed {len(seen)} event(s): {', '.join(seen)}")
-
-        total = _scalar(db, "SELECT count(*) FROM demo_orders")
-        stats = db.stats
-        out(
-            f"summary       {total:,} orders · "
-            f"{stats['statements_prepared']} statements compiled, "
-            f"{stats['statement_cache_hits']:,} cache hits"
-        )
-        return {"orders": total, "jobs_done": done, "events": len(seen)}
+        took = time.perf_counter() - started
+        topics = Counter(e.topic for e in events.poll())
+    return {
+        "jobs": done,
+        "ms": round(took * 1e3),
+        "events": sum(topics.values()),
+        "topics": topics,
+    }
 
 
-def init(root: Path, *, out: Callable[[str], None] = print) -> None:
+# ---------------------------------------------------------------- commands
+
+
+def init(root: Path, *, out: Out = print) -> None:
     """Create (or open and migrate) the storage root."""
     with alk.Storage.open(root) as store:
         migration = store.system_migration
@@ -150,9 +335,7 @@ def init(root: Path, *, out: Callable[[str], None] = print) -> None:
         out(f"storage root {root.resolve()}: system.db {state}, {len(store.tenants.ids())} tenants")
 
 
-def tenants_migrate(
-    root: Path, *, progress: bool = True, out: Callable[[str], None] = print
-) -> int:
+def tenants_migrate(root: Path, *, progress: bool = True, out: Out = print) -> int:
     """Migrate every tenant file; the exit status (1 if any failed)."""
     with alk.Storage.open(root, create=False) as store:
         result = store.migrate_all(progress=progress)
@@ -165,10 +348,331 @@ def tenants_migrate(
     return 0 if result.ok else 1
 
 
-def tenants_list(root: Path, *, out: Callable[[str], None] = print) -> None:
+def _emit(rows: list[dict[str, Any]], as_json: bool, columns: Sequence[str], out: Out) -> None:
+    """A listing: one JSON document, or aligned columns."""
+    if as_json:
+        out(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        return
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
+    out("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for r in rows:
+        cells = (str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True))
+        out("  ".join(cells).rstrip())
+
+
+@contextmanager
+def _store(root: Path) -> Iterator[alk.Storage]:
     with alk.Storage.open(root, create=False) as store:
-        for org_id in store.tenants.ids():
-            out(org_id)
+        yield store
+
+
+def _find_org(store: alk.Storage, slug_or_id: str) -> Organization:
+    try:
+        return store.organizations.by_slug(slug_or_id)
+    except alk.OrganizationNotFoundError:
+        pass
+    store.tenants.validate(slug_or_id)  # a hostile id is refused before any lookup
+    try:
+        return store.organizations.get(slug_or_id)
+    except alk.OrganizationNotFoundError:
+        raise alk.OrganizationNotFoundError(
+            f"no organization with slug or id {slug_or_id!r}"
+        ) from None
+
+
+def _read_document(path: str) -> Any:
+    """A JSON (or, by suffix or content, YAML) document from a file (``-``: stdin)."""
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        if path.endswith((".yaml", ".yml")):
+            try:
+                import yaml  # type: ignore[import-untyped]
+            except ImportError:
+                raise ValueError(f"{path}: install PyYAML to read YAML") from None
+            try:
+                return yaml.safe_load(text)
+            except yaml.YAMLError as yaml_error:
+                raise ValueError(f"{path}: not valid YAML: {yaml_error}".splitlines()[0]) from None
+        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+
+
+def orgs_create(root: Path, name: str, slug: str, owner_email: str, *, out: Out = print) -> None:
+    with alk.Storage.open(root) as store:
+        try:
+            owner = store.accounts.by_email(owner_email)
+        except alk.AccountNotFoundError:
+            owner = store.accounts.create(email=owner_email)
+        org = store.organizations.create(name=name, slug=slug, owner_id=owner.id)
+        out(f"created organization {org.slug} ({org.id}), owner {owner.email}")
+
+
+def _org_row(store: alk.Storage, org: Organization) -> dict[str, Any]:
+    return {
+        "id": org.id,
+        "slug": org.slug,
+        "name": org.name,
+        "owner_id": org.owner_id,
+        "members": len(store.organizations.members(org.id)),
+        "tenant_file": store.tenants.exists(org.id),
+    }
+
+
+def orgs_list(root: Path, *, as_json: bool, out: Out = print) -> None:
+    with _store(root) as store:
+        rows, after = [], None
+        while batch := store.organizations.list(limit=500, after=after):
+            rows += [_org_row(store, o) for o in batch]
+            after = batch[-1].slug
+        _emit(rows, as_json, ("slug", "name", "id", "members"), out)
+
+
+def orgs_delete(root: Path, slug_or_id: str, *, out: Out = print) -> None:
+    with _store(root) as store:
+        org = _find_org(store, slug_or_id)
+        store.organizations.delete(org.id)
+        out(f"deleted organization {org.slug} ({org.id}); its tenant file is archived")
+
+
+def tenants_list(root: Path, *, as_json: bool = False, out: Out = print) -> None:
+    with _store(root) as store:
+        ids = store.tenants.ids()
+        if as_json:
+            out(json.dumps(ids))
+        else:
+            for org_id in ids:
+                out(org_id)
+
+
+def types_register(root: Path, path: str, org: str, *, out: Out = print) -> None:
+    doc = _read_document(path)
+    with _store(root) as store, store.tenant(_find_org(store, org).id) as t:
+        info = t.graph_types.register(doc)
+        out(f"graph type {info.name!r} v{info.version} ({info.scope}) registered in {org}")
+
+
+def types_list(root: Path, org: str, *, as_json: bool, out: Out = print) -> None:
+    with _store(root) as store, store.tenant(_find_org(store, org).id) as t:
+        rows = [
+            {
+                "name": i.name,
+                "scope": i.scope,
+                "version": i.version,
+                "graph": i.config.type,
+                "node_types": ",".join(i.node_types),
+                "edge_types": ",".join(i.edge_types),
+            }
+            for i in t.graph_types.list()
+        ]
+    _emit(rows, as_json, ("name", "scope", "version", "graph", "node_types", "edge_types"), out)
+
+
+def graphs_import(
+    root: Path, path: str, org: str, type_name: str, name: str, *, out: Out = print
+) -> None:
+    doc = _read_document(path)
+    with _store(root) as store, store.tenant(_find_org(store, org).id) as t:
+        with t.transaction() as tx:  # the graph and its content, all or nothing
+            graph = t.graphs.create(type=type_name, name=name, tx=tx)
+            result, took = _timed(lambda: graph.import_graph(doc, tx=tx))
+        out(
+            f"imported {result.nodes} nodes and {result.edges} edges into graph {graph.id} "
+            f"({name}) in {took * 1e3:.0f} ms"
+        )
+
+
+def graphs_export(root: Path, graph_id: str, org: str, output: str | None, *, out: Out) -> None:
+    with _store(root) as store, store.tenant(_find_org(store, org).id) as t:
+        doc = t.graphs.get(graph_id).export()
+    text = json.dumps(doc, indent=2)
+    if output is None or output == "-":
+        out(text)
+    else:
+        Path(output).write_text(text + "\n", encoding="utf-8")
+        out(f"wrote {len(doc['nodes'])} nodes and {len(doc['edges'])} edges to {output}")
+
+
+def graphs_stats(root: Path, org: str, *, as_json: bool, out: Out = print) -> None:
+    with _store(root) as store, store.tenant(_find_org(store, org).id) as t:
+        rows = t.db.query(
+            "SELECT g.id, g.name, coalesce(gt.name, '') AS type, g.status, "
+            "(SELECT count(*) FROM nodes n WHERE n.graph_id = g.id) AS nodes, "
+            "(SELECT count(*) FROM edges e WHERE e.graph_id = g.id) AS edges "
+            "FROM graphs g LEFT JOIN graph_types gt ON gt.id = g.graph_type_id ORDER BY g.rowid",
+            as_dict=True,
+        )
+    _emit(rows, as_json, ("id", "name", "type", "status", "nodes", "edges"), out)
+
+
+def events_tail(
+    root: Path,
+    topic: str,
+    *,
+    org: str | None,
+    from_offset: int | None,
+    consumer: str | None,
+    limit: int | None,
+    out: Out = print,
+) -> None:
+    """Print `topic`'s events as JSON lines; follow until `limit` or Ctrl-C."""
+    with _store(root) as store:
+        if org is None:
+            _tail(store.system, topic, from_offset, consumer, limit, out)
+        else:
+            with store.tenant(_find_org(store, org).id) as t:
+                _tail(t.db, topic, from_offset, consumer, limit, out)
+
+
+def _tail(
+    db: alk.Database,
+    topic: str,
+    from_offset: int | None,
+    consumer: str | None,
+    limit: int | None,
+    out: Out,
+) -> None:
+    seen = 0
+    if limit == 0:
+        return
+    with db.subscribe(topic, consumer=consumer, from_offset=from_offset) as events:
+        for event in events:
+            line = {"offset": event.offset, "topic": event.topic, "key": event.key}
+            out(json.dumps({**line, "payload": event.payload}))
+            seen += 1
+            if limit is not None and seen >= limit:
+                return
+
+
+def _queue_db(store: alk.Storage, org: str | None) -> Iterator[alk.Database]:
+    if org is None:
+        yield store.system
+    else:
+        with store.tenant(_find_org(store, org).id) as t:
+            yield t.db
+
+
+def queues_stats(root: Path, org: str | None, *, as_json: bool, out: Out = print) -> None:
+    with _store(root) as store:
+        for db in _queue_db(store, org):
+            rows = db.query(
+                "SELECT queue, sum(state = 'pending') AS pending, "
+                "sum(state = 'processing') AS processing, 0 AS dead FROM _honker_live "
+                "GROUP BY queue "
+                "UNION ALL SELECT queue, 0, 0, count(*) FROM _honker_dead GROUP BY queue",
+                as_dict=True,
+            )
+    merged: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        m = merged.setdefault(
+            r["queue"], {"queue": r["queue"], "pending": 0, "processing": 0, "dead": 0}
+        )
+        for k in ("pending", "processing", "dead"):
+            m[k] += r[k] or 0
+    _emit(
+        sorted(merged.values(), key=lambda r: r["queue"]),
+        as_json,
+        ("queue", "pending", "processing", "dead"),
+        out,
+    )
+
+
+def queues_dead(
+    root: Path, org: str | None, queue: str | None, *, as_json: bool, out: Out = print
+) -> None:
+    with _store(root) as store:
+        for db in _queue_db(store, org):
+            sql = (
+                "SELECT id, queue, attempts, last_error, died_at, payload FROM _honker_dead"
+                + (" WHERE queue = ?" if queue is not None else "")
+                + " ORDER BY id"
+            )
+            rows = db.query(sql, (queue,) if queue is not None else (), as_dict=True)
+    _emit(rows, as_json, ("id", "queue", "attempts", "died_at", "last_error"), out)
+
+
+# ---------------------------------------------------------------- bench
+
+
+def bench(*, rows: int = 20_000, out: Out = print) -> dict[str, float]:
+    """Quick in-process timings against the baseline a user would pick
+    (stdlib sqlite3 for SQL, honker's SQL functions for queues), on
+    separate files in a temporary folder; the ratios (>1: alkdev faster).
+    ``make bench`` has the full, statistically sound set."""
+    ratios: dict[str, float] = {}
+    data = [(i, f"name-{i}", i * 0.5) for i in range(rows)]
+    keys = [(i * 7919) % rows for i in range(5_000)]
+    payloads = [{"n": i} for i in range(5_000)]
+    with tempfile.TemporaryDirectory() as folder:
+        ddl = "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL)"
+        db = alk.connect(Path(folder, "alk.db"))
+        base = sqlite3.connect(Path(folder, "stdlib.db"), isolation_level=None)
+        try:
+            base.execute("PRAGMA journal_mode=WAL")
+            base.execute("PRAGMA synchronous=NORMAL")
+            db.execute(ddl)
+            base.execute(ddl)
+            insert = "INSERT INTO t VALUES (?, ?, ?)"
+
+            def stdlib_insert() -> None:
+                base.execute("BEGIN")
+                base.executemany(insert, data)
+                base.execute("COMMIT")
+
+            timings = {
+                "executemany": (
+                    _timed(lambda: db.executemany(insert, data))[1],
+                    _timed(stdlib_insert)[1],
+                    rows,
+                ),
+                "point select": (
+                    _timed(
+                        lambda: [db.query_one("SELECT * FROM t WHERE id = ?", (k,)) for k in keys]
+                    )[1],
+                    _timed(
+                        lambda: [
+                            base.execute("SELECT * FROM t WHERE id = ?", (k,)).fetchone()
+                            for k in keys
+                        ]
+                    )[1],
+                    len(keys),
+                ),
+            }
+            queue = db.queue("bench")
+            texts = [(json.dumps(p),) for p in payloads]
+
+            def honker_sql() -> None:
+                with db.transaction() as tx:
+                    tx.executemany(
+                        "SELECT honker_enqueue('bench-sql', ?, NULL, NULL, 0, 3, NULL)", texts
+                    )
+
+            timings["enqueue_many"] = (
+                _timed(lambda: queue.enqueue_many(payloads))[1],
+                _timed(honker_sql)[1],
+                len(payloads),
+            )
+        finally:
+            db.close()
+            base.close()
+    out(f"{'operation':<14}{'n':>8}  {'alkdev':>12}  {'baseline':>12}  ratio  baseline is")
+    baselines = {
+        "executemany": "stdlib sqlite3",
+        "point select": "stdlib sqlite3",
+        "enqueue_many": "honker SQL functions",
+    }
+    for name, (ours, theirs, n) in timings.items():
+        ratios[name] = theirs / ours if ours > 0 else float("inf")
+        out(
+            f"{name:<14}{n:>8,}  {_rate(n, ours):>12}  {_rate(n, theirs):>12}  "
+            f"{ratios[name]:4.1f}x  {baselines[name]}"
+        )
+    return ratios
+
+
+# ---------------------------------------------------------------- parsing
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -178,39 +682,144 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {alk.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo_cmd = commands.add_parser("demo", help="run the end-to-end demo and print what happened")
     root_help = f"storage root folder (default: ./{DEFAULT_ROOT})"
-    demo_cmd.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=root_help)
-    init_cmd = commands.add_parser("init", help="create or upgrade a storage root")
-    init_cmd.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=root_help)
-    tenants_cmd = commands.add_parser("tenants", help="tenant files")
-    tenant_actions = tenants_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
-    migrate_cmd = tenant_actions.add_parser(
-        "migrate", help="bring every tenant file to the newest schema, with a progress bar"
+
+    def command(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        help_text: str,
+        *,
+        listing: bool = False,
+    ) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=root_help)
+        if listing:
+            p.add_argument("--json", action="store_true", help="print JSON")
+        return p
+
+    def group(name: str, help_text: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        p = commands.add_parser(name, help=help_text, description=help_text)
+        return p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    command(commands, "demo", "run the end-to-end demo and print what happened")
+    command(commands, "init", "create or upgrade a storage root")
+
+    orgs = group("orgs", "organizations (each with its tenant file)")
+    p = command(orgs, "create", "create an organization and its tenant file")
+    p.add_argument("--name", required=True)
+    p.add_argument("--slug", required=True)
+    p.add_argument("--owner-email", required=True, help="created as an account if missing")
+    command(orgs, "list", "list organizations", listing=True)
+    p = command(orgs, "delete", "delete an organization; its tenant file is archived")
+    p.add_argument("org", metavar="SLUG_OR_ID")
+
+    tenants = group("tenants", "tenant files")
+    p = command(tenants, "migrate", "bring every tenant file to the newest schema")
+    p.add_argument("--no-progress", action="store_true", help="do not draw the progress bar")
+    command(tenants, "list", "print the org id of every tenant file", listing=True)
+
+    types = group("types", "graph types of an organization")
+    p = command(types, "register", "register a graph type from a JSON or YAML file")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--org", required=True, metavar="SLUG")
+    p = command(types, "list", "list an organization's graph types", listing=True)
+    p.add_argument("--org", required=True, metavar="SLUG")
+
+    graphs = group("graphs", "graphs of an organization")
+    p = command(graphs, "import", "create a graph from a JSON document (the export format)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--org", required=True, metavar="SLUG")
+    p.add_argument("--type", required=True, dest="type_name", metavar="GRAPH_TYPE")
+    p.add_argument("--name", required=True)
+    p = command(graphs, "export", "print a graph as a JSON document")
+    p.add_argument("graph_id", metavar="GRAPH_ID")
+    p.add_argument("--org", required=True, metavar="SLUG")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p = command(graphs, "stats", "nodes and edges per graph", listing=True)
+    p.add_argument("--org", required=True, metavar="SLUG")
+
+    evts = group("events", "stream events")
+    p = command(evts, "tail", "print a topic's events as JSON lines, then follow (Ctrl-C stops)")
+    p.add_argument("topic", metavar="TOPIC")
+    p.add_argument("--from", dest="from_offset", type=int, metavar="OFFSET")
+    p.add_argument("--consumer", metavar="NAME", help="durable consumer: resume, save offsets")
+    p.add_argument("--org", metavar="SLUG", help="the tenant file's stream (default: system.db)")
+    p.add_argument("--limit", type=int, metavar="N", help="stop after N events")
+
+    queues = group("queues", "job queues")
+    p = command(queues, "stats", "pending / processing / dead jobs per queue", listing=True)
+    p.add_argument("--org", metavar="SLUG", help="the tenant file's queues (default: system.db)")
+    p = command(queues, "dead", "dead-lettered jobs", listing=True)
+    p.add_argument("--org", metavar="SLUG", help="the tenant file's queues (default: system.db)")
+    p.add_argument("--queue", metavar="NAME")
+
+    commands.add_parser(
+        "bench", help="quick timings against stdlib sqlite3 and honker's SQL functions"
     )
-    migrate_cmd.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=root_help)
-    migrate_cmd.add_argument(
-        "--no-progress", action="store_true", help="do not draw the progress bar"
-    )
-    list_cmd = tenant_actions.add_parser("list", help="print the org id of every tenant file")
-    list_cmd.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=root_help)
     return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    cmd, action = args.command, getattr(args, "action", None)
+    out: Out = print
+    if cmd == "demo":
+        demo(args.root)
+    elif cmd == "init":
+        init(args.root)
+    elif cmd == "bench":
+        bench()
+    elif (cmd, action) == ("orgs", "create"):
+        orgs_create(args.root, args.name, args.slug, args.owner_email)
+    elif (cmd, action) == ("orgs", "list"):
+        orgs_list(args.root, as_json=args.json)
+    elif (cmd, action) == ("orgs", "delete"):
+        orgs_delete(args.root, args.org)
+    elif (cmd, action) == ("tenants", "migrate"):
+        return tenants_migrate(args.root, progress=not args.no_progress)
+    elif (cmd, action) == ("tenants", "list"):
+        tenants_list(args.root, as_json=args.json)
+    elif (cmd, action) == ("types", "register"):
+        types_register(args.root, args.file, args.org)
+    elif (cmd, action) == ("types", "list"):
+        types_list(args.root, args.org, as_json=args.json)
+    elif (cmd, action) == ("graphs", "import"):
+        graphs_import(args.root, args.file, args.org, args.type_name, args.name)
+    elif (cmd, action) == ("graphs", "export"):
+        graphs_export(args.root, args.graph_id, args.org, args.output, out=out)
+    elif (cmd, action) == ("graphs", "stats"):
+        graphs_stats(args.root, args.org, as_json=args.json)
+    elif (cmd, action) == ("events", "tail"):
+        if args.from_offset is not None and args.from_offset < 0:
+            raise ValueError("--from must be at least 0")
+        if args.limit is not None and args.limit < 0:
+            raise ValueError("--limit must be at least 0")
+        events_tail(
+            args.root,
+            args.topic,
+            org=args.org,
+            from_offset=args.from_offset,
+            consumer=args.consumer,
+            limit=args.limit,
+            out=lambda line: print(line, flush=True),  # followers read it as it comes
+        )
+    elif (cmd, action) == ("queues", "stats"):
+        queues_stats(args.root, args.org, as_json=args.json)
+    elif (cmd, action) == ("queues", "dead"):
+        queues_dead(args.root, args.org, args.queue, as_json=args.json)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            demo(args.root)
-        elif args.command == "init":
-            init(args.root)
-        elif args.command == "tenants" and args.action == "migrate":
-            return tenants_migrate(args.root, progress=not args.no_progress)
-        elif args.command == "tenants" and args.action == "list":
-            tenants_list(args.root)
-        return 0
-    except (alk.Error, OSError) as exc:
-        print(f"alkdev-storage: error: {exc}", file=sys.stderr)
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+    except (alk.Error, OSError, ValueError, TypeError, LookupError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+            message = f"{exc.filename}: {exc.strerror}"
+        print(f"alkdev-storage: error: {message}", file=sys.stderr)
         return 1
 
 
