@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import alkdev_storage as alk
 from alkdev_storage import dbapi, errors
@@ -296,6 +298,46 @@ def test_large_result_streams_outside_a_transaction(conn: dbapi.Connection) -> N
     assert cur.fetchmany(3) == [(0,), (1,), (2,)]
     assert sum(r[0] for r in cur) == sum(range(3, 20_000))
     assert cur._stream is None  # the reader went back to the pool
+
+
+def test_half_read_cursors_never_exhaust_the_reader_pool(path: Path) -> None:
+    # One reader: a second streamed result on the same thread must not wait
+    # for the first cursor's reader forever; the first is buffered instead.
+    c = dbapi.connect(path, max_readers=1)
+    c.cursor().execute("CREATE TABLE s(x)")
+    c.cursor().executemany("INSERT INTO s VALUES (?)", [(i,) for i in range(500)])
+    c.commit()
+    cursors = [c.cursor().execute("SELECT x FROM s ORDER BY x") for _ in range(3)]
+    assert [cur.fetchone() for cur in cursors] == [(0,)] * 3
+    c.autocommit = True
+    c.cursor().execute("INSERT INTO s VALUES (500) RETURNING x")  # columns() takes a reader
+    assert [len(cur.fetchall()) for cur in cursors] == [499, 499, 499]
+    c.close()
+
+
+VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.text(alphabet=st.characters(exclude_categories=["Cs"])),
+    st.binary(),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(values=st.lists(VALUES, min_size=1, max_size=5))
+def test_values_round_trip_in_and_out_of_a_transaction(
+    conn: dbapi.Connection, values: list[object]
+) -> None:
+    cur = conn.cursor()
+    marks = ", ".join("?" * len(values))
+    assert cur.execute(f"SELECT {marks}", values).fetchone() == tuple(values)  # reader
+    cur.execute("CREATE TABLE IF NOT EXISTS rt(v)")
+    cur.executemany("INSERT INTO rt VALUES (?)", [(v,) for v in values])
+    assert [r[0] for r in cur.execute("SELECT v FROM rt ORDER BY rowid")] == values  # in tx
+    conn.rollback()
 
 
 def test_named_parameters(conn: dbapi.Connection) -> None:

@@ -42,7 +42,9 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import os
+import threading
 import time as _time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, TypeAlias
@@ -236,6 +238,32 @@ def _is_iterate_refusal(exc: ProgrammingError) -> bool:
     # sqlite3_stmt_readonly), before running it; that is our exact test of
     # "this statement writes" (a keyword test would misjudge WITH ... INSERT).
     return exc.sqlite_errorname == "SQLITE_MISUSE" and str(exc).startswith("iterate()")
+
+
+# Streams a thread holds open, per database: at most one. A stream holds a
+# pooled reader until it is exhausted or closed, so a thread that left
+# several cursors half read would otherwise wait for itself forever once the
+# pool (``max_readers``) ran dry. Before this module takes a reader it reads
+# the thread's previous stream on that database into memory, giving its
+# reader back; the common case (one result at a time) still streams.
+_live_streams: weakref.WeakKeyDictionary[Database, dict[int, weakref.ref[Cursor]]] = (
+    weakref.WeakKeyDictionary()
+)
+_live_lock = threading.Lock()
+
+
+def _settle_live_stream(db: Database) -> None:
+    """Buffer this thread's open stream on `db`, if any."""
+    with _live_lock:
+        ref = _live_streams.get(db, {}).pop(threading.get_ident(), None)
+    cursor = None if ref is None else ref()
+    if cursor is not None:
+        cursor._buffer()
+
+
+def _register_live_stream(db: Database, cursor: Cursor) -> None:
+    with _live_lock:
+        _live_streams.setdefault(db, {})[threading.get_ident()] = weakref.ref(cursor)
 
 
 # ----------------------------------------------------------- connection
@@ -478,6 +506,14 @@ class Cursor:
         self._rowcount = -1
         self._lastrowid = None
 
+    def _buffer(self) -> None:
+        """Read the rest of the streamed result into memory and give the
+        reader back; fetching carries on from the buffer."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            self._rows = iter(list(stream))
+            stream.close()
+
     def _describe(self, columns: list[str]) -> None:
         self._description = (
             tuple((name, None, None, None, None, None, None) for name in columns) or None
@@ -496,8 +532,10 @@ class Cursor:
         tx = conn.transaction
         if tx is None and first not in _WRITER_ONLY:
             # No transaction yet: a read streams from a reader snapshot.
+            db = conn.database
+            _settle_live_stream(db)
             try:
-                stream = conn.database.iterate(operation, params)
+                stream = db.iterate(operation, params)
             except ProgrammingError as exc:
                 if not _is_iterate_refusal(exc):
                     raise
@@ -505,6 +543,7 @@ class Cursor:
                 self._stream = stream
                 self._rows = stream
                 self._describe(stream.columns)
+                _register_live_stream(db, self)
                 return self
         if tx is None:
             tx = conn._writer_tx()
@@ -530,6 +569,7 @@ class Cursor:
                 self._lastrowid = None if found is None else found[0]
 
     def _run_autocommit(self, db: Database, sql: str, params: _Params, first: str) -> None:
+        _settle_live_stream(db)  # db.columns takes a reader
         columns = db.columns(sql)
         if not columns:
             result = db.execute(sql, params)
