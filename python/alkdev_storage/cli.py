@@ -168,8 +168,8 @@ def demo(root: Path, *, nodes: int = 3_000, jobs: int = 200, out: Out = print) -
             "globex: grace owner) in system.db"
         )
         out(
-            f"tenant files  {store.tenants.path_for(acme.id).name[:20]}…, "
-            f"{store.tenants.path_for(globex.id).name[:20]}… (one SQLite file per organization)"
+            f"tenant files  {len(store.tenants.ids())} in {store.tenants.directory.name}/, "
+            f"one SQLite file per organization (tenant-<org id>.db)"
         )
 
         with store.as_account(ada.id).tenant(acme.id) as t:
