@@ -436,6 +436,31 @@ def test_error_leaves_the_transaction_open(conn: dbapi.Connection, other: dbapi.
     assert count(other) == 1
 
 
+def test_with_that_writes_opens_the_transaction(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.execute("WITH v(n) AS (SELECT 1) SELECT n FROM v")
+    assert not conn.in_transaction
+    cur.execute("WITH v(n) AS (VALUES ('w')) INSERT INTO t(name) SELECT n FROM v")
+    assert conn.in_transaction
+    assert cur.rowcount == 1
+
+
+def test_two_connections_on_one_database(path: Path, conn: dbapi.Connection) -> None:
+    db = alk.connect(path)
+    a, b = dbapi.connect(db=db), dbapi.connect(db=db)
+    a.cursor().execute("INSERT INTO t(name) VALUES ('a')")
+    assert count(b) == 0  # b reads committed data
+    with pytest.raises(errors.NestedTransactionError):  # same thread, one writer
+        b.cursor().execute("INSERT INTO t(name) VALUES ('b')")
+    a.commit()
+    b.cursor().execute("INSERT INTO t(name) VALUES ('b')")
+    b.commit()
+    assert count(a) == 2
+    a.close()
+    b.close()
+    db.close()
+
+
 def test_transaction_control_sql_is_refused(conn: dbapi.Connection) -> None:
     cur = conn.cursor()
     for sql in ("BEGIN", "COMMIT", "END", "ROLLBACK", "  -- c\n begin immediate"):
