@@ -354,3 +354,30 @@ def test_bench_prints_ratios_quickly(tmp_path: Path) -> None:
     for name in ("executemany", "point select", "enqueue_many"):
         assert name in out
     assert out.count("x  ") >= 3
+
+
+def test_progress_bar_only_after_a_second() -> None:
+    import io
+
+    from alkdev_storage.cli import _Bar
+
+    quick = io.StringIO()
+    bar = _Bar("worker", stream=quick)
+    for i in range(101):
+        bar(i, 100)
+    assert quick.getvalue() == ""  # done in well under a second: no bar
+    slow = io.StringIO()
+    bar = _Bar("worker", after_s=0, stream=slow)
+    bar(0, 10)
+    bar(5, 10)  # within 0.1 s of the last redraw: skipped
+    bar(10, 10)  # the last one is always drawn
+    assert slow.getvalue() == (
+        "\rworker   [..............................]  0/10"
+        "\rworker   [##############################]  10/10\n"
+    )
+
+
+def test_demo_size_options(tmp_path: Path) -> None:
+    out = ok("demo", "--nodes", "500", "--jobs", "10", "--root", str(tmp_path / "r"), cwd=tmp_path)
+    assert "500 nodes + 598 edges" in out and "acked 10 jobs" in out
+    assert "--nodes" in user_error("demo", "--nodes", "1", cwd=tmp_path)
