@@ -121,6 +121,25 @@ def test_type_constructors_and_objects(conn: dbapi.Connection) -> None:
     )
 
 
+def test_temporal_parameters_named_many_and_subclassed(conn: dbapi.Connection) -> None:
+    class Stamp(dt.datetime):  # as pandas.Timestamp is
+        pass
+
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE d(v)")
+    cur.executemany(
+        "INSERT INTO d VALUES (:v)",
+        [{"v": dbapi.Date(2020, 1, 2)}, {"v": Stamp(2020, 1, 2, 3, 4, 5)}, {"v": 1}],
+    )
+    cur.execute("INSERT INTO d VALUES (?)", [dbapi.Time(23, 59)])
+    assert cur.execute("SELECT v FROM d").fetchall() == [
+        ("2020-01-02",),
+        ("2020-01-02 03:04:05",),
+        (1,),
+        ("23:59:00",),
+    ]
+
+
 def test_docstring_examples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     result = doctest.testmod(dbapi, optionflags=doctest.ELLIPSIS)

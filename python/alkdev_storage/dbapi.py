@@ -173,7 +173,7 @@ ROWID = _TypeObject("ROWID", "ROWID", "INTEGER PRIMARY KEY")
 _Params: TypeAlias = Sequence[Any] | Mapping[str, Any] | None
 _Description: TypeAlias = tuple[tuple[str, None, None, None, None, None, None], ...]
 
-_TEMPORAL = (_dt.date, _dt.time)  # datetime is a date
+_TEMPORAL = (_dt.date, _dt.time)  # datetime is a date (and pandas' Timestamp one)
 
 
 def _adapt_value(value: Any) -> Any:
@@ -184,18 +184,21 @@ def _adapt_value(value: Any) -> Any:
     return value
 
 
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None), bytearray, memoryview})
+
+
 def _adapt(params: _Params) -> _Params:
     """Dates and times as ISO text; anything else is passed to the core as is
     (it raises ParameterTypeError for what it cannot store)."""
     if params is None or isinstance(params, str | bytes):
         return params
     if isinstance(params, Mapping):
-        if any(isinstance(v, _TEMPORAL) for v in params.values()):
-            return {k: _adapt_value(v) for k, v in params.items()}
+        if _PLAIN.issuperset(map(type, params.values())):  # the fast, common case
+            return params
+        return {k: _adapt_value(v) for k, v in params.items()}
+    if _PLAIN.issuperset(map(type, params)):
         return params
-    if any(isinstance(v, _TEMPORAL) for v in params):
-        return [_adapt_value(v) for v in params]
-    return params
+    return [_adapt_value(v) for v in params]
 
 
 def _first_words(sql: str) -> tuple[str, str]:
@@ -225,6 +228,35 @@ _WRITER_ONLY = frozenset({"PRAGMA", "SAVEPOINT", "RELEASE", "ROLLBACK", "ATTACH"
 _DML = frozenset({"INSERT", "REPLACE", "UPDATE", "DELETE"})
 
 
+class _Shape:
+    """What this module learned about one SQL text: its leading keywords,
+    whether it writes (SQLite's verdict, from the reader probe) and whether
+    it has no result columns. Both facts are properties of the statement,
+    not of the data, so they are kept per text (see `_shape`)."""
+
+    __slots__ = ("first", "no_rows", "second", "writes")
+
+    def __init__(self, sql: str) -> None:
+        self.first, self.second = _first_words(sql)
+        _refuse_transaction_control(self.first, self.second)
+        self.writes = self.first in _WRITER_ONLY
+        self.no_rows = False
+
+
+_SHAPES_MAX = 1024
+_shapes: dict[str, _Shape] = {}
+
+
+def _shape(sql: str) -> _Shape:
+    found = _shapes.get(sql)
+    if found is None:
+        found = _Shape(sql)
+        if len(_shapes) >= _SHAPES_MAX:
+            _shapes.clear()  # crude but bounded; statements are re-learned
+        _shapes[sql] = found
+    return found
+
+
 def _refuse_transaction_control(first: str, second: str) -> None:
     if first in ("BEGIN", "COMMIT", "END") or (first == "ROLLBACK" and second != "TO"):
         raise ProgrammingError(
@@ -246,24 +278,24 @@ def _is_iterate_refusal(exc: ProgrammingError) -> bool:
 # pool (``max_readers``) ran dry. Before this module takes a reader it reads
 # the thread's previous stream on that database into memory, giving its
 # reader back; the common case (one result at a time) still streams.
-_live_streams: weakref.WeakKeyDictionary[Database, dict[int, weakref.ref[Cursor]]] = (
-    weakref.WeakKeyDictionary()
-)
-_live_lock = threading.Lock()
+#
+# Keyed by (id(database), thread id): a live cursor keeps its connection and
+# so its database alive, so a key whose cursor is still alive cannot belong
+# to a recycled id; a dead weak reference is simply skipped. Single dict
+# operations are atomic, so no lock is needed.
+_live_streams: dict[tuple[int, int], weakref.ref[Cursor]] = {}
 
 
 def _settle_live_stream(db: Database) -> None:
     """Buffer this thread's open stream on `db`, if any."""
-    with _live_lock:
-        ref = _live_streams.get(db, {}).pop(threading.get_ident(), None)
+    ref = _live_streams.pop((id(db), threading.get_ident()), None)
     cursor = None if ref is None else ref()
     if cursor is not None:
         cursor._buffer()
 
 
 def _register_live_stream(db: Database, cursor: Cursor) -> None:
-    with _live_lock:
-        _live_streams.setdefault(db, {})[threading.get_ident()] = weakref.ref(cursor)
+    _live_streams[id(db), threading.get_ident()] = weakref.ref(cursor)
 
 
 # ----------------------------------------------------------- connection
@@ -526,11 +558,10 @@ class Cursor:
         ``cur.execute(...).fetchall()`` works."""
         conn = self._conn()
         self._release()
-        first, second = _first_words(operation)
-        _refuse_transaction_control(first, second)
+        shape = _shape(operation)
         params = _adapt(parameters)
         tx = conn.transaction
-        if tx is None and first not in _WRITER_ONLY:
+        if tx is None and not shape.writes:
             # No transaction yet: a read streams from a reader snapshot.
             db = conn.database
             _settle_live_stream(db)
@@ -539,6 +570,7 @@ class Cursor:
             except ProgrammingError as exc:
                 if not _is_iterate_refusal(exc):
                     raise
+                shape.writes = True
             else:
                 self._stream = stream
                 self._rows = stream
@@ -548,30 +580,34 @@ class Cursor:
         if tx is None:
             tx = conn._writer_tx()
         if tx is None:  # autocommit: the statement is its own transaction
-            self._run_autocommit(conn.database, operation, params, first)
+            self._run_autocommit(conn.database, operation, params, shape)
         else:
-            self._run_in(tx, operation, params, first)
+            self._run_in(tx, operation, params, shape)
         return self
 
-    def _run_in(self, tx: _native.Transaction, sql: str, params: _Params, first: str) -> None:
-        columns = tx.columns(sql)
+    def _run_in(self, tx: _native.Transaction, sql: str, params: _Params, shape: _Shape) -> None:
+        columns = [] if shape.no_rows else tx.columns(sql)
         if not columns:
+            shape.no_rows = True
             result = tx.execute(sql, params)
             self._rowcount, self._lastrowid = result.rowcount, result.lastrowid
             return
         rows = tx.query(sql, params)
         self._rows = iter(rows)
         self._describe(columns)
-        if first in _DML:  # ... RETURNING: one row per changed row
+        if shape.first in _DML:  # ... RETURNING: one row per changed row
             self._rowcount = len(rows)
-            if first in ("INSERT", "REPLACE") and rows:
+            if shape.first in ("INSERT", "REPLACE") and rows:
                 found = tx.query_one("SELECT last_insert_rowid()")
                 self._lastrowid = None if found is None else found[0]
 
-    def _run_autocommit(self, db: Database, sql: str, params: _Params, first: str) -> None:
-        _settle_live_stream(db)  # db.columns takes a reader
-        columns = db.columns(sql)
+    def _run_autocommit(self, db: Database, sql: str, params: _Params, shape: _Shape) -> None:
+        columns: list[str] = []
+        if not shape.no_rows:
+            _settle_live_stream(db)  # db.columns takes a reader
+            columns = db.columns(sql)
         if not columns:
+            shape.no_rows = True
             result = db.execute(sql, params)
             self._rowcount, self._lastrowid = result.rowcount, result.lastrowid
             return
@@ -580,7 +616,7 @@ class Cursor:
         rows = db.query(sql, params)
         self._rows = iter(rows)
         self._describe(columns)
-        if first in _DML:
+        if shape.first in _DML:
             self._rowcount = len(rows)
 
     def executemany(self, operation: str, seq_of_parameters: Iterable[_Params]) -> Cursor:
@@ -590,9 +626,8 @@ class Cursor:
         insert."""
         conn = self._conn()
         self._release()
-        first, second = _first_words(operation)
-        _refuse_transaction_control(first, second)
-        batch = (_adapt(p) for p in seq_of_parameters)
+        _shape(operation)  # refuses BEGIN/COMMIT/...
+        batch = map(_adapt, seq_of_parameters)
         tx = conn._writer_tx()
         result = (
             conn.database.executemany(operation, batch)
