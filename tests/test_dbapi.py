@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import doctest
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -477,6 +478,36 @@ def test_two_connections_on_one_database(path: Path, conn: dbapi.Connection) -> 
     assert count(a) == 2
     a.close()
     b.close()
+    db.close()
+
+
+def test_threads_with_their_own_connections_on_one_database(
+    path: Path, conn: dbapi.Connection
+) -> None:
+    db = alk.connect(path)
+    failures: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            c = dbapi.connect(db=db)
+            cur = c.cursor()
+            for i in range(25):
+                cur.execute("INSERT INTO t(name, n) VALUES (?, ?)", (f"{k}-{i}", k))
+                assert cur.execute("SELECT count(*) FROM t WHERE n = ?", (k,)).fetchone() == (
+                    i + 1,
+                )
+                c.commit()
+            c.close()
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert failures == []
+    assert count(conn) == 100
     db.close()
 
 
