@@ -360,6 +360,20 @@ def test_values_round_trip_in_and_out_of_a_transaction(
     conn.rollback()
 
 
+def test_stream_bookkeeping_is_dropped(conn: dbapi.Connection) -> None:
+    from alkdev_storage.dbapi import _live_streams
+
+    conn.cursor().executemany("INSERT INTO t(n) VALUES (?)", [(1,), (2,)])
+    conn.commit()
+    before = len(_live_streams)
+    cur = conn.cursor().execute("SELECT n FROM t")
+    assert len(_live_streams) == before + 1
+    cur.fetchall()
+    assert len(_live_streams) == before
+    conn.cursor().execute("SELECT n FROM t").fetchone()  # half read, then collected
+    assert len(_live_streams) == before
+
+
 def test_named_parameters(conn: dbapi.Connection) -> None:
     cur = conn.cursor()
     cur.execute("INSERT INTO t(name, n) VALUES (:name, :n)", {"name": "ada", "n": 36})
@@ -521,8 +535,16 @@ def test_transaction_control_sql_is_refused(conn: dbapi.Connection) -> None:
     cur.execute("INSERT INTO t(name) VALUES ('a')")
     cur.execute("ROLLBACK TO s")
     cur.execute("RELEASE s")
+    cur.execute("SAVEPOINT u")
+    cur.execute("INSERT INTO t(name) VALUES ('b')")
+    cur.execute("ROLLBACK TRANSACTION TO SAVEPOINT u")
     conn.commit()
     assert count(conn) == 0
+    conn.autocommit = True
+    with pytest.raises(dbapi.ProgrammingError):
+        cur.execute("SAVEPOINT v")
+    cur.execute("INSERT INTO t(name) VALUES ('c')")  # the writer is not left in a transaction
+    assert not conn.in_transaction
 
 
 def test_autocommit_mode(path: Path, conn: dbapi.Connection, other: dbapi.Connection) -> None:

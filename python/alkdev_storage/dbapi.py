@@ -201,11 +201,12 @@ def _adapt(params: _Params) -> _Params:
     return [_adapt_value(v) for v in params]
 
 
-def _first_words(sql: str) -> tuple[str, str]:
-    """The first two keywords, upper-cased, skipping white space and comments."""
+def _first_words(sql: str, n: int = 3) -> list[str]:
+    """The first `n` keywords, upper-cased, skipping white space and
+    comments; padded with empty strings."""
     words: list[str] = []
     rest = sql
-    while len(words) < 2:
+    while len(words) < n:
         rest = rest.lstrip()
         if rest.startswith("--"):
             rest = rest.partition("\n")[2]
@@ -217,8 +218,7 @@ def _first_words(sql: str) -> tuple[str, str]:
                 break
             words.append(word.upper())
             rest = rest[len(word) :]
-    words += ["", ""]
-    return words[0], words[1]
+    return words + [""] * (n - len(words))
 
 
 # Statements that must run on the writer even though SQLite calls them
@@ -234,11 +234,23 @@ class _Shape:
     it has no result columns. Both facts are properties of the statement,
     not of the data, so they are kept per text (see `_shape`)."""
 
-    __slots__ = ("first", "no_rows", "second", "writes")
+    __slots__ = ("first", "no_rows", "savepoint", "writes")
 
     def __init__(self, sql: str) -> None:
-        self.first, self.second = _first_words(sql)
-        _refuse_transaction_control(self.first, self.second)
+        words = _first_words(sql)
+        self.first = words[0]
+        # ROLLBACK [TRANSACTION] TO name rolls back to a savepoint; a bare
+        # ROLLBACK ends the transaction.
+        self.savepoint = self.first in ("SAVEPOINT", "RELEASE") or (
+            self.first == "ROLLBACK" and "TO" in words[1:]
+        )
+        if self.first in ("BEGIN", "COMMIT", "END") or (
+            self.first == "ROLLBACK" and not self.savepoint
+        ):
+            raise ProgrammingError(
+                f"{self.first} is managed by the connection: use conn.commit() / "
+                "conn.rollback() (transactions open implicitly on the first write)"
+            )
         self.writes = self.first in _WRITER_ONLY
         self.no_rows = False
 
@@ -255,14 +267,6 @@ def _shape(sql: str) -> _Shape:
             _shapes.clear()  # crude but bounded; statements are re-learned
         _shapes[sql] = found
     return found
-
-
-def _refuse_transaction_control(first: str, second: str) -> None:
-    if first in ("BEGIN", "COMMIT", "END") or (first == "ROLLBACK" and second != "TO"):
-        raise ProgrammingError(
-            f"{first} is managed by the connection: use conn.commit() / conn.rollback() "
-            "(transactions open implicitly on the first write)"
-        )
 
 
 def _is_iterate_refusal(exc: ProgrammingError) -> bool:
@@ -294,8 +298,21 @@ def _settle_live_stream(db: Database) -> None:
         cursor._buffer()
 
 
-def _register_live_stream(db: Database, cursor: Cursor) -> None:
-    _live_streams[id(db), threading.get_ident()] = weakref.ref(cursor)
+def _register_live_stream(db: Database, cursor: Cursor) -> tuple[int, int]:
+    key = (id(db), threading.get_ident())
+
+    def forget(ref: weakref.ref[Cursor]) -> None:  # the cursor was collected
+        if _live_streams.get(key) is ref:
+            _live_streams.pop(key, None)
+
+    _live_streams[key] = weakref.ref(cursor, forget)
+    return key
+
+
+def _unregister_live_stream(key: tuple[int, int], cursor: Cursor) -> None:
+    ref = _live_streams.get(key)
+    if ref is not None and ref() is cursor:
+        _live_streams.pop(key, None)
 
 
 # ----------------------------------------------------------- connection
@@ -489,6 +506,7 @@ class Cursor:
         self._description: _Description | None = None
         self._rowcount = -1
         self._lastrowid: int | None = None
+        self._live_key: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"<dbapi.Cursor {'closed' if self._connection is None else 'open'}>"
@@ -530,9 +548,7 @@ class Cursor:
 
     def _release(self) -> None:
         """Forget the current result, giving its reader back to the pool."""
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.close()
+        self._end_stream()
         self._rows = iter(())
         self._description = None
         self._rowcount = -1
@@ -541,10 +557,17 @@ class Cursor:
     def _buffer(self) -> None:
         """Read the rest of the streamed result into memory and give the
         reader back; fetching carries on from the buffer."""
+        if self._stream is not None:
+            self._rows = iter(list(self._stream))
+            self._end_stream()
+
+    def _end_stream(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
-            self._rows = iter(list(stream))
             stream.close()
+        key, self._live_key = self._live_key, None
+        if key is not None:
+            _unregister_live_stream(key, self)
 
     def _describe(self, columns: list[str]) -> None:
         self._description = (
@@ -575,11 +598,15 @@ class Cursor:
                 self._stream = stream
                 self._rows = stream
                 self._describe(stream.columns)
-                _register_live_stream(db, self)
+                self._live_key = _register_live_stream(db, self)
                 return self
         if tx is None:
             tx = conn._writer_tx()
         if tx is None:  # autocommit: the statement is its own transaction
+            if shape.savepoint:
+                # On the writer outside a transaction, SAVEPOINT would start
+                # one behind the core's back.
+                raise ProgrammingError("savepoints need a transaction: turn autocommit off")
             self._run_autocommit(conn.database, operation, params, shape)
         else:
             self._run_in(tx, operation, params, shape)
@@ -642,8 +669,7 @@ class Cursor:
     def _next(self) -> tuple[Any, ...] | None:
         row = next(self._rows, None)
         if row is None and self._stream is not None:
-            self._stream.close()  # exhausted: give the reader back now
-            self._stream = None
+            self._end_stream()  # exhausted: give the reader back now
         return row
 
     def fetchone(self) -> tuple[Any, ...] | None:
