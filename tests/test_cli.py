@@ -381,3 +381,24 @@ def test_demo_size_options(tmp_path: Path) -> None:
     out = ok("demo", "--nodes", "500", "--jobs", "10", "--root", str(tmp_path / "r"), cwd=tmp_path)
     assert "500 nodes + 598 edges" in out and "acked 10 jobs" in out
     assert "--nodes" in user_error("demo", "--nodes", "1", cwd=tmp_path)
+
+
+def test_busy_ticker_only_after_its_delay() -> None:
+    import io
+
+    from alkdev_storage.cli import _busy
+
+    quick = io.StringIO()
+    with _busy("import", stream=quick):
+        pass
+    assert quick.getvalue() == ""
+    slow = io.StringIO()
+    with _busy("import", after_s=0.05, stream=slow):
+        time.sleep(0.5)
+    assert "\rimport   [working]" in slow.getvalue()
+    assert slow.getvalue().endswith(" s\n") and "[done]" in slow.getvalue()
+
+
+def test_demo_prints_no_bars_when_quick(tmp_path: Path) -> None:
+    done = run("demo", "--nodes", "100", "--jobs", "5", "--root", str(tmp_path / "r"), cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == ""

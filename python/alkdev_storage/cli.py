@@ -12,6 +12,7 @@ import json
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -81,6 +82,33 @@ class _Bar:
         end = "\n" if done >= total else ""
         self._stream.write(f"\r{self._label} [{bar}]  {done}/{total}{end}")
         self._stream.flush()
+
+
+@contextmanager
+def _busy(label: str, *, after_s: float = 1.0, stream: TextIO | None = None) -> Iterator[None]:
+    """For one long call with no progress to report (a bulk import): once it
+    has taken `after_s` seconds, ``label    [working]  1.4 s`` on stderr,
+    redrawn until it ends."""
+    out = stream if stream is not None else sys.stderr
+    finished = threading.Event()
+    started = time.monotonic()
+
+    def draw() -> None:
+        if finished.wait(after_s):
+            return
+        while not finished.wait(0.2):
+            out.write(f"\r{label:<8} [working]  {time.monotonic() - started:.1f} s")
+            out.flush()
+        out.write(f"\r{label:<8} [done]     {time.monotonic() - started:.1f} s\n")
+        out.flush()
+
+    ticker = threading.Thread(target=draw, name=f"alkdev-cli-{label}", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        ticker.join()
 
 
 # ---------------------------------------------------------------- demo
@@ -209,7 +237,8 @@ def demo(root: Path, *, nodes: int = 3_000, jobs: int = 200, out: Out = print) -
 
             doc = demo_document(nodes)
             graph = t.graphs.create(type="tasks", name=DEMO_GRAPH, status="active")
-            imported, took = _timed(lambda: graph.import_graph(doc))
+            with _busy("import"):
+                imported, took = _timed(lambda: graph.import_graph(doc))
             out(
                 f"bulk import   {imported.nodes:,} nodes + {imported.edges:,} edges, each "
                 f"validated, in one transaction: {took * 1e3:.0f} ms "
@@ -490,11 +519,13 @@ def types_list(root: Path, org: str, *, as_json: bool, out: Out = print) -> None
 def graphs_import(
     root: Path, path: str, org: str, type_name: str, name: str, *, out: Out = print
 ) -> None:
-    doc = _read_document(path)
+    with _busy("read"):
+        doc = _read_document(path)
     with _store(root) as store, store.tenant(_find_org(store, org).id) as t:
         with t.transaction() as tx:  # the graph and its content, all or nothing
             graph = t.graphs.create(type=type_name, name=name, tx=tx)
-            result, took = _timed(lambda: graph.import_graph(doc, tx=tx))
+            with _busy("import"):
+                result, took = _timed(lambda: graph.import_graph(doc, tx=tx))
         out(
             f"imported {result.nodes} nodes and {result.edges} edges into graph {graph.id} "
             f"({name}) in {took * 1e3:.0f} ms"
