@@ -190,6 +190,10 @@ _PLAIN = frozenset({int, float, str, bytes, bool, type(None), bytearray, memoryv
 def _adapt(params: _Params) -> _Params:
     """Dates and times as ISO text; anything else is passed to the core as is
     (it raises ParameterTypeError for what it cannot store)."""
+    if type(params) is tuple or type(params) is list:  # the common case, checked first
+        if _PLAIN.issuperset(map(type, params)):
+            return params
+        return [_adapt_value(v) for v in params]
     if params is None or isinstance(params, str | bytes):
         return params
     if isinstance(params, Mapping):
@@ -548,7 +552,8 @@ class Cursor:
 
     def _release(self) -> None:
         """Forget the current result, giving its reader back to the pool."""
-        self._end_stream()
+        if self._stream is not None or self._live_key is not None:
+            self._end_stream()
         self._rows = iter(())
         self._description = None
         self._rowcount = -1
