@@ -402,3 +402,22 @@ def test_busy_ticker_only_after_its_delay() -> None:
 def test_demo_prints_no_bars_when_quick(tmp_path: Path) -> None:
     done = run("demo", "--nodes", "100", "--jobs", "5", "--root", str(tmp_path / "r"), cwd=tmp_path)
     assert done.returncode == 0 and done.stderr == ""
+
+
+def test_more_bad_input(tmp_path: Path, acme: tuple[str, str]) -> None:
+    root, _ = acme
+    r = ("--root", root)
+    assert "slug" in user_error("orgs", "create", "--name", "X", "--slug", "../x",
+                                "--owner-email", "a@x.io", *r, cwd=tmp_path)  # fmt: skip
+    assert "email" in user_error("orgs", "create", "--name", "X", "--slug", "x",
+                                 "--owner-email", "nope", *r, cwd=tmp_path)  # fmt: skip
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("name: [unclosed\n")
+    assert "not valid YAML" in user_error("types", "register", str(bad_yaml), "--org", "acme",
+                                          *r, cwd=tmp_path)  # fmt: skip
+    system = tmp_path / "system.json"
+    system.write_text(json.dumps({"name": "mine", "scope": "system"}))
+    assert "system graph type" in user_error("types", "register", str(system), "--org", "acme",
+                                             *r, cwd=tmp_path)  # fmt: skip
+    assert "not a storage root" in user_error("queues", "stats", "--root",
+                                              str(tmp_path / "none"), cwd=tmp_path)  # fmt: skip
