@@ -35,6 +35,14 @@ Parameters: ``paramstyle`` is ``qmark`` (``?``); the named style
 (``:name`` with a mapping) is accepted too. ``datetime.date``, ``time`` and
 ``datetime`` values are stored as ISO 8601 text, as ``sqlite3``'s classic
 adapters did; ``Binary`` is ``bytes``.
+
+Threads: ``threadsafety`` is 1 (share the module, not connections). A
+connection holds a native transaction whose writer the core ties to the
+thread that opened it, and cursors keep their results without locks; give
+each thread its own connection (several may wrap one `alk.Database` through
+``connect(db=...)``; their transactions take turns on its writer).
+
+More in docs/dbapi.md.
 """
 
 from __future__ import annotations
