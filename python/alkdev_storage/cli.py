@@ -241,7 +241,7 @@ def demo(root: Path, *, nodes: int = 3_000, jobs: int = 200, out: Out = print) -
                 imported, took = _timed(lambda: graph.import_graph(doc))
             out(
                 f"bulk import   {imported.nodes:,} nodes + {imported.edges:,} edges, each "
-                f"validated, in one transaction: {took * 1e3:.0f} ms "
+                f"validated, in one transaction: {took * 1e3:,.0f} ms "
                 f"({_rate(imported.nodes + imported.edges, took)})"
             )
 
@@ -275,7 +275,7 @@ def demo(root: Path, *, nodes: int = 3_000, jobs: int = 200, out: Out = print) -
                 f"worker        async worker acked {counts['jobs']:,} jobs in "
                 f"{counts['ms']:,} ms and consumed {counts['events']:,} events as "
                 f"consumer 'demo-worker': "
-                + ", ".join(f"{topic} {n}" for topic, n in sorted(counts["topics"].items()))
+                + ", ".join(f"{topic} {n:,}" for topic, n in sorted(counts["topics"].items()))
             )
 
             # A rolled-back transaction leaves neither rows nor events nor jobs.
