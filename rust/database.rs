@@ -488,8 +488,10 @@ impl Database {
         let params = to_params(params)?;
         let core = &*self.core;
         let writer = core.acquire_writer(py)?;
-        let (_writer, out) =
-            detached_with(py, writer, |w| exec::execute(w, &core.stats, sql, &params));
+        let (_writer, out) = detached_with(py, writer, |w| {
+            let out = exec::execute(w, &core.stats, sql, &params);
+            left_open(w).and(out)
+        });
         Ok(out?.into())
     }
 
@@ -525,7 +527,10 @@ impl Database {
     /// implicit transaction around it).
     fn executescript(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
         let writer = self.core.acquire_writer(py)?;
-        let (_writer, out) = detached_with(py, writer, |w| exec::script(w, sql));
+        let (_writer, out) = detached_with(py, writer, |w| {
+            let out = exec::script(w, sql);
+            left_open(w).and(out)
+        });
         Ok(out?)
     }
 
@@ -641,6 +646,21 @@ impl Database {
             self.core.path.display().to_string()
         )
     }
+}
+
+/// A statement run outside `db.transaction()` must not leave one open on
+/// the writer (`BEGIN`, `SAVEPOINT`): that would wedge every later
+/// transaction. Roll it back and say how to do it instead.
+fn left_open(conn: &Connection) -> Result<()> {
+    if conn.is_autocommit() {
+        return Ok(());
+    }
+    let _ = exec::control(conn, "ROLLBACK");
+    Err(Error::Programming(
+        "a statement outside db.transaction() left a transaction open (BEGIN or SAVEPOINT); \
+         it was rolled back: use db.transaction() and tx.savepoint() instead"
+            .into(),
+    ))
 }
 
 /// COMMIT; if that fails the transaction is still open, so roll it back.

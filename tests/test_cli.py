@@ -359,15 +359,15 @@ def test_bench_prints_ratios_quickly(tmp_path: Path) -> None:
 def test_progress_bar_only_after_a_second() -> None:
     import io
 
-    from alkdev_storage.cli import _Bar
+    from alkdev_storage._progress import ProgressBar
 
     quick = io.StringIO()
-    bar = _Bar("worker", stream=quick)
+    bar = ProgressBar("worker", after_s=1.0, stream=quick)
     for i in range(101):
         bar(i, 100)
     assert quick.getvalue() == ""  # done in well under a second: no bar
     slow = io.StringIO()
-    bar = _Bar("worker", after_s=0, stream=slow)
+    bar = ProgressBar("worker", after_s=0, stream=slow)
     bar(0, 10)
     bar(5, 10)  # within 0.1 s of the last redraw: skipped
     bar(10, 10)  # the last one is always drawn

@@ -725,7 +725,13 @@ def test_migrate_all_progress_bar(tdir: Path, capsys: pytest.CaptureFixture[str]
     err = capsys.readouterr().err
     frames = err.split("\r")[1:]
     assert frames[0] == "tenants  [" + "." * 30 + "]  0/4"
-    assert frames[2] == "tenants  [" + "#" * 15 + "." * 15 + "]  2/4"
+    # Redraws closer than 0.1 s apart are skipped; whatever is drawn is a
+    # well-formed frame, and the last one always is.
+    for frame in frames[1:-1]:
+        done = int(frame.rsplit(" ", 1)[1].split("/")[0])
+        assert frame == "tenants  [" + "#" * (30 * done // 4) + "." * (30 - 30 * done // 4) + (
+            f"]  {done}/4"
+        )
     assert frames[-1] == "tenants  [" + "#" * 30 + "]  4/4\n"
     with TenantRegistry(tdir / "empty", SCHEMA) as reg:
         assert reg.migrate_all(progress=True).total == 0

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import alkdev_storage as alk
+from alkdev_storage._progress import ProgressBar
 from alkdev_storage.identity import Organization
 
 DEFAULT_ROOT = Path("alkdev-data")
@@ -55,33 +56,6 @@ def _scalar(db: alk.Database, sql: str, params: tuple[int | str, ...] = ()) -> A
     row = db.query_one(sql, params)
     assert row is not None, sql
     return row[0]
-
-
-class _Bar:
-    """``label    [#########.........]  512/1000`` on stderr, redrawn with
-    ``\\r`` (tenants.py's ``_ProgressBar`` with a label of our choosing).
-
-    Drawn only once the work has taken `after_s` seconds: a step that ends
-    sooner leaves no bar in the output."""
-
-    WIDTH = 30
-
-    def __init__(self, label: str, *, after_s: float = 1.0, stream: TextIO | None = None) -> None:
-        self._label = f"{label:<8}"
-        self._stream = stream if stream is not None else sys.stderr
-        self._start = time.monotonic() + after_s
-        self._next = 0.0
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now < self._start or (now < self._next and done < total):
-            return  # not slow yet, or redrawn less than 0.1 s ago
-        self._next = now + 0.1
-        filled = self.WIDTH * done // total if total else self.WIDTH
-        bar = "#" * filled + "." * (self.WIDTH - filled)
-        end = "\n" if done >= total else ""
-        self._stream.write(f"\r{self._label} [{bar}]  {done}/{total}{end}")
-        self._stream.flush()
 
 
 @contextmanager
@@ -342,7 +316,7 @@ async def _worker(
     """Claim and ack `expected` jobs while `produce` commits them from a
     thread (the worker sleeps until the commit wakes it), then read the
     new stream events as a durable consumer."""
-    bar = _Bar("worker")
+    bar = ProgressBar("worker", after_s=1.0)
     with db.subscribe(DEMO_TOPICS, consumer="demo-worker") as events:
         claims = queue.claim("demo-worker", idle_poll_s=1.0)
         producer = asyncio.create_task(asyncio.to_thread(produce))

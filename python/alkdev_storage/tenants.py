@@ -44,7 +44,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -53,11 +52,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
 
 from alkdev_storage import migrations
 from alkdev_storage._closing import Closing
 from alkdev_storage._database import Database, connect
+from alkdev_storage._progress import ProgressBar
 from alkdev_storage.errors import (
     AlreadyExistsError,
     DatabaseClosedError,
@@ -112,22 +111,6 @@ class MigrateAllResult:
     def ok(self) -> bool:
         """True when every tenant file is now at the newest version."""
         return not self.failed
-
-
-class _ProgressBar:
-    """``tenants  [#########.........]  512/1000`` on one line, redrawn."""
-
-    WIDTH = 30
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-
-    def __call__(self, done: int, total: int) -> None:
-        filled = self.WIDTH * done // total if total else self.WIDTH
-        bar = "#" * filled + "." * (self.WIDTH - filled)
-        end = "\n" if done >= total else ""
-        self._stream.write(f"\rtenants  [{bar}]  {done}/{total}{end}")
-        self._stream.flush()
 
 
 class TenantRegistry(Closing):
@@ -568,7 +551,7 @@ class TenantRegistry(Closing):
         on stderr; a callable is called with ``(done, total)``.
         """
         report: Callable[[int, int], None] | None
-        report = _ProgressBar(sys.stderr) if progress is True else progress or None
+        report = ProgressBar("tenants") if progress is True else progress or None
         started = time.perf_counter()
         orgs = self.ids()
         upgraded = current = 0

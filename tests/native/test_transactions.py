@@ -167,3 +167,13 @@ def test_script_errors_are_classed_like_single_statements(db):
         tx.executescript("SELECT * FROM nowhere")
     with pytest.raises(alk.ConstraintError):
         db.executescript("CREATE TABLE u(x UNIQUE); INSERT INTO u VALUES (1), (1)")
+
+
+@pytest.mark.parametrize("sql", ["BEGIN", "SAVEPOINT a", "BEGIN; INSERT INTO t(x) VALUES (1)"])
+def test_statements_outside_a_transaction_cannot_leave_one_open(db, sql):
+    run = db.executescript if ";" in sql else db.execute
+    with pytest.raises(alk.ProgrammingError, match=r"db\.transaction"):
+        run(sql)
+    with db.transaction() as tx:  # the writer is usable again
+        tx.execute("INSERT INTO t(x) VALUES (2)")
+    assert db.query("SELECT x FROM t") == [(2,)]
