@@ -300,6 +300,19 @@ _GRAPH_SELECT = (
 )
 
 
+def _removed_edge_data(
+    key: str | None, type_name: str, source: str, target: str, undirected: object
+) -> dict[str, Any]:
+    """What an ``edges:deleted`` event carries about the edge."""
+    return {
+        "key": key,
+        "type": type_name,
+        "source": source,
+        "target": target,
+        "undirected": bool(undirected),
+    }
+
+
 class Graphs:
     """A tenant file's graphs, as one actor sees them (``t.graphs``).
 
@@ -941,11 +954,7 @@ class Graph:
                     graph_id=self.id,
                     key=edge_key,
                     data={
-                        "key": edge_key,
-                        "type": edge_type,
-                        "source": src,
-                        "target": dst,
-                        "undirected": bool(und),
+                        **_removed_edge_data(edge_key, edge_type, src, dst, und),
                         "with_node": node_key,
                     },
                 )
@@ -981,13 +990,7 @@ class Graph:
                 edge_id,
                 graph_id=self.id,
                 key=edge_key,
-                data={
-                    "key": edge_key,
-                    "type": edge_type,
-                    "source": src,
-                    "target": dst,
-                    "undirected": bool(und),
-                },
+                data=_removed_edge_data(edge_key, edge_type, src, dst, und),
             )
 
     # -- reads
