@@ -53,11 +53,7 @@ impl Live {
         };
         let prepared = exec::prepare(conn_ref, &core.stats, sql).and_then(|mut stmt| {
             if !stmt.readonly() {
-                return Err(Error::Programming(
-                    "iterate() streams read-only statements; use query() or execute() \
-                     for statements that write"
-                        .into(),
-                ));
+                return Err(Error::WritingStatement);
             }
             exec::bind(&mut stmt, params)?;
             Ok(stmt)

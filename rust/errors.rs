@@ -45,6 +45,8 @@ pub enum Error {
     MultipleStatements,
     /// A request the binding refuses (in-memory databases, bad options...).
     NotSupported(String),
+    /// `iterate()` was given a statement that writes (SQLite's verdict).
+    WritingStatement,
     /// Anything else that is the caller's misuse of the API.
     Programming(String),
     /// An argument with the right type but an unusable value (a bad
@@ -162,6 +164,13 @@ fn describe(err: &Error) -> (&'static str, String, i32) {
             ffi::SQLITE_MISUSE,
         ),
         Error::NotSupported(msg) => ("NotSupportedError", msg.clone(), ffi::SQLITE_MISUSE),
+        Error::WritingStatement => (
+            "WritingStatementError",
+            "iterate() streams read-only statements; use query() or execute() \
+             for statements that write"
+                .into(),
+            ffi::SQLITE_MISUSE,
+        ),
         Error::Programming(msg) => ("ProgrammingError", msg.clone(), ffi::SQLITE_MISUSE),
         Error::Value(msg) => ("", msg.clone(), ffi::SQLITE_MISUSE),
     }

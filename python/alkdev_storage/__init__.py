@@ -89,6 +89,7 @@ from alkdev_storage.errors import (
     UnknownTypeError,
     ValidationError,
     Warning,
+    WritingStatementError,
 )
 from alkdev_storage.metagraph import EdgeTypeSpec, GraphConfig, GraphTypeSpec, NodeTypeSpec
 from alkdev_storage.metagraph.views import AccountView, Tenant
@@ -199,6 +200,7 @@ __all__ = [
     "UnknownTypeError",
     "ValidationError",
     "Warning",
+    "WritingStatementError",
     "__version__",
     "connect",
     "crontab",

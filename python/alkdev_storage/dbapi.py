@@ -71,6 +71,7 @@ from alkdev_storage.errors import (
     OperationalError,
     ProgrammingError,
     Warning,  # noqa: A004 - PEP 249 requires the name
+    WritingStatementError,
 )
 
 __all__ = [
@@ -279,13 +280,6 @@ def _shape(sql: str) -> _Shape:
             _shapes.clear()  # crude but bounded; statements are re-learned
         _shapes[sql] = found
     return found
-
-
-def _is_iterate_refusal(exc: ProgrammingError) -> bool:
-    # The native iterate() refuses a statement that writes (SQLite's
-    # sqlite3_stmt_readonly), before running it; that is our exact test of
-    # "this statement writes" (a keyword test would misjudge WITH ... INSERT).
-    return exc.sqlite_errorname == "SQLITE_MISUSE" and str(exc).startswith("iterate()")
 
 
 # Streams a thread holds open, per database: at most one. A stream holds a
@@ -603,9 +597,10 @@ class Cursor:
             _settle_live_stream(db)
             try:
                 stream = db.iterate(operation, params)
-            except ProgrammingError as exc:
-                if not _is_iterate_refusal(exc):
-                    raise
+            except WritingStatementError:
+                # The native iterate() refuses a statement that writes
+                # (sqlite3_stmt_readonly) before running it: our exact test
+                # of "this statement writes" (WITH ... INSERT included).
                 shape.writes = True
             else:
                 self._stream = stream

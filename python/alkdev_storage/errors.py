@@ -33,6 +33,7 @@ The tree::
         │   ├── ParameterCountError
         │   ├── DatabaseClosedError
         │   ├── TransactionClosedError
+        │   ├── WritingStatementError
         │   └── NestedTransactionError
         └── NotSupportedError
     StorageError (the storage host's own rules)
@@ -127,6 +128,7 @@ __all__ = [
     "UnknownTypeError",
     "ValidationError",
     "Warning",
+    "WritingStatementError",
     "sqlite_error_name",
 ]
 
@@ -247,6 +249,12 @@ class DatabaseClosedError(ProgrammingError):
 
 class TransactionClosedError(ProgrammingError):
     """The transaction was already committed or rolled back; start a new one."""
+
+
+class WritingStatementError(ProgrammingError):
+    """``iterate()`` streams read-only statements and was given one that
+    writes (SQLite's own verdict, so ``WITH ... INSERT`` counts). Run it with
+    ``execute()`` or ``query()``."""
 
 
 class NestedTransactionError(ProgrammingError):

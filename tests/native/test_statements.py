@@ -114,6 +114,8 @@ def test_iterate_holds_one_reader_until_closed(db_path) -> None:
 def test_iterate_refuses_writes(db: alk.Database) -> None:
     with pytest.raises(alk.ProgrammingError, match="read-only"):
         db.iterate("INSERT INTO t(x) VALUES (1) RETURNING id")
+    with pytest.raises(alk.WritingStatementError):  # SQLite's verdict, not a keyword
+        db.iterate("WITH v(x) AS (SELECT 1) INSERT INTO t(x) SELECT x FROM v")
     assert db.query_one("SELECT count(*) FROM t") == (0,)
 
 
