@@ -118,7 +118,8 @@ impl Core {
         conn.busy_timeout(self.settings.busy_timeout)
             .map_err(Error::run)?;
         conn.set_prepared_statement_cache_capacity(self.settings.statement_cache);
-        honker_core::attach_honker_functions(conn).map_err(Error::run)
+        honker_core::attach_honker_functions(conn).map_err(Error::run)?;
+        crate::functions::register(conn).map_err(Error::run)
     }
 
     /// Run `work` on a reader; if it answers `None` (the statement writes),
@@ -264,6 +265,7 @@ fn open_writer(path: &Path, readonly: bool, settings: &Settings) -> Result<Conne
         .map_err(Error::run)?;
     conn.set_prepared_statement_cache_capacity(settings.statement_cache);
     honker_core::attach_honker_functions(&conn).map_err(Error::run)?;
+    crate::functions::register(&conn).map_err(Error::run)?;
     Ok(conn)
 }
 

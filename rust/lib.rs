@@ -9,6 +9,7 @@ mod database;
 mod detach;
 mod errors;
 mod exec;
+mod functions;
 mod job;
 mod json;
 mod ops;

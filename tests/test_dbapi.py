@@ -525,26 +525,90 @@ def test_threads_with_their_own_connections_on_one_database(
     db.close()
 
 
-def test_transaction_control_sql_is_refused(conn: dbapi.Connection) -> None:
+def test_transaction_control_sql(conn: dbapi.Connection, other: dbapi.Connection) -> None:
     cur = conn.cursor()
-    for sql in ("BEGIN", "COMMIT", "END", "ROLLBACK", "  -- c\n begin immediate"):
-        with pytest.raises(dbapi.ProgrammingError):
+    # With nothing open, COMMIT and ROLLBACK fail as SQLite's do.
+    for sql in ("COMMIT", "END", "ROLLBACK"):
+        with pytest.raises(dbapi.OperationalError, match="no transaction is active"):
             cur.execute(sql)
+    cur.execute("  -- c\n begin immediate")
+    assert conn.in_transaction
+    with pytest.raises(dbapi.OperationalError, match="within a transaction"):
+        cur.execute("BEGIN")
+    job = conn.database.queue("q").enqueue({"n": 1}, tx=conn.transaction)
+    cur.execute("INSERT INTO t(name) VALUES ('a')")
+    cur.execute("ROLLBACK")
+    assert not conn.in_transaction and count(other) == 0
+    assert conn.database.queue("q").claim_one("w") is None, job
+    cur.execute("BEGIN DEFERRED TRANSACTION")
+    cur.execute("INSERT INTO t(name) VALUES ('b')")
+    assert count(other) == 0  # not committed yet
+    cur.execute("END")
+    assert count(other) == 1
+    with pytest.raises(dbapi.ProgrammingError, match="executemany"):
+        cur.executemany("BEGIN", [()])
     # Savepoints work (they open the transaction first).
     cur.execute("SAVEPOINT s")
     cur.execute("INSERT INTO t(name) VALUES ('a')")
     cur.execute("ROLLBACK TO s")
     cur.execute("RELEASE s")
     cur.execute("SAVEPOINT u")
-    cur.execute("INSERT INTO t(name) VALUES ('b')")
+    cur.execute("INSERT INTO t(name) VALUES ('c')")
     cur.execute("ROLLBACK TRANSACTION TO SAVEPOINT u")
     conn.commit()
-    assert count(conn) == 0
+    assert count(conn) == 1
     conn.autocommit = True
     with pytest.raises(dbapi.ProgrammingError):
         cur.execute("SAVEPOINT v")
-    cur.execute("INSERT INTO t(name) VALUES ('c')")  # the writer is not left in a transaction
+    cur.execute("INSERT INTO t(name) VALUES ('d')")  # the writer is not left in a transaction
     assert not conn.in_transaction
+
+
+def test_begin_in_autocommit_mode_groups_statements(
+    conn: dbapi.Connection, other: dbapi.Connection
+) -> None:
+    """``sqlite3`` with ``isolation_level=None``: BEGIN ... COMMIT in SQL is
+    the caller's transaction (SQLAlchemy's documented SQLite recipe)."""
+    conn.isolation_level = None
+    assert conn.autocommit and conn.isolation_level is None
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO t(name) VALUES ('a')")
+    conn.executemany("INSERT INTO t(name) VALUES (?)", [("b",), ("c",)])
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (3,)  # its own writes
+    assert count(other) == 0
+    conn.execute("SAVEPOINT s")  # allowed: a transaction is open
+    conn.execute("ROLLBACK TO s")
+    conn.commit()
+    assert count(other) == 3 and not conn.in_transaction
+    conn.execute("INSERT INTO t(name) VALUES ('d')")  # autocommit again
+    assert count(other) == 4
+    conn.isolation_level = "DEFERRED"
+    assert not conn.autocommit and conn.isolation_level == "IMMEDIATE"
+    with pytest.raises(dbapi.ProgrammingError, match="isolation_level"):
+        conn.isolation_level = "SERIALIZABLE"
+
+
+def test_shared_connections_share_one_database(path: Path) -> None:
+    a = dbapi.connect(path, shared=True, max_readers=2)
+    b = dbapi.connect(path, shared=True, max_readers=2)
+    c = dbapi.connect(path, shared=True, max_readers=3)  # other options: its own
+    assert a.database is b.database and c.database is not a.database
+    db = a.database
+    a.execute("CREATE TABLE s(x)")
+    a.commit()
+    a.close()
+    assert not db.closed  # b still uses it
+    assert b.execute("SELECT count(*) FROM s").fetchone() == (0,)
+    b.close()
+    assert db.closed  # the last user closed it
+    d = dbapi.connect(path, shared=True, max_readers=2)
+    assert d.database is not db and not d.database.closed
+    d.close()
+    c.close()
+    own = alk.connect(path)
+    with pytest.raises(dbapi.InterfaceError, match="shared"):
+        dbapi.connect(db=own, shared=True)
+    own.close()
 
 
 def test_autocommit_mode(path: Path, conn: dbapi.Connection, other: dbapi.Connection) -> None:

@@ -53,7 +53,7 @@ import os
 import threading
 import time as _time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, TypeAlias
 
@@ -102,6 +102,8 @@ __all__ = [
     "apilevel",
     "connect",
     "paramstyle",
+    "sqlite_version",
+    "sqlite_version_info",
     "threadsafety",
 ]
 
@@ -247,7 +249,7 @@ class _Shape:
     it has no result columns. Both facts are properties of the statement,
     not of the data, so they are kept per text (see `_shape`)."""
 
-    __slots__ = ("first", "no_rows", "savepoint", "writes")
+    __slots__ = ("control", "first", "no_rows", "savepoint", "writes")
 
     def __init__(self, sql: str) -> None:
         words = _first_words(sql)
@@ -257,13 +259,13 @@ class _Shape:
         self.savepoint = self.first in ("SAVEPOINT", "RELEASE") or (
             self.first == "ROLLBACK" and "TO" in words[1:]
         )
+        # BEGIN / COMMIT / END / ROLLBACK never reach SQLite: the connection
+        # runs them on its native transaction (see `Connection._control`).
+        self.control: str | None = None
         if self.first in ("BEGIN", "COMMIT", "END") or (
             self.first == "ROLLBACK" and not self.savepoint
         ):
-            raise ProgrammingError(
-                f"{self.first} is managed by the connection: use conn.commit() / "
-                "conn.rollback() (transactions open implicitly on the first write)"
-            )
+            self.control = "COMMIT" if self.first == "END" else self.first
         self.writes = self.first in _WRITER_ONLY
         self.no_rows = False
 
@@ -356,9 +358,15 @@ class Connection:
     ProgrammingError = ProgrammingError
     NotSupportedError = NotSupportedError
 
-    def __init__(self, database: Database, *, owns_database: bool, autocommit: bool) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        on_close: Callable[[Database], None] | None,
+        autocommit: bool,
+    ) -> None:
         self._database: Database | None = database
-        self._owns = owns_database
+        self._on_close = on_close  # closes or releases the database; None: the caller's
         self._autocommit = autocommit
         self._tx: _native.Transaction | None = None
 
@@ -411,15 +419,29 @@ class Connection:
             self.commit()
         self._autocommit = bool(value)
 
+    @property
+    def isolation_level(self) -> str | None:
+        """``sqlite3``'s spelling of `autocommit`: None when every statement
+        commits on its own, else ``"IMMEDIATE"`` (the only kind of
+        transaction the core opens). Setting None turns autocommit on;
+        ``"DEFERRED"``, ``"IMMEDIATE"``, ``"EXCLUSIVE"`` or ``""`` turn it
+        off."""
+        return None if self._autocommit else "IMMEDIATE"
+
+    @isolation_level.setter
+    def isolation_level(self, value: str | None) -> None:
+        self.autocommit = _autocommit_for(value)
+
     def begin(self) -> _native.Transaction:
         """Open the transaction now (it would open on the first write
         anyway) and return it; returns the open one if there is one. Use it
-        to enqueue or publish before any SQL has run."""
+        to enqueue or publish before any SQL has run. In autocommit mode it
+        returns only a transaction opened by ``BEGIN`` in SQL."""
         db = self._db()
-        if self._autocommit:
-            raise ProgrammingError("begin() needs autocommit off")
         tx = self.transaction
         if tx is None:
+            if self._autocommit:
+                raise ProgrammingError("begin() needs autocommit off (or BEGIN run first)")
             tx = self._tx = db.transaction()
         return tx
 
@@ -429,6 +451,15 @@ class Connection:
         """A new cursor on this connection."""
         self._db()
         return Cursor(self)
+
+    def execute(self, operation: str, parameters: _Params = ()) -> Cursor:
+        """``sqlite3``'s shortcut: run `operation` on a new cursor and
+        return it."""
+        return self.cursor().execute(operation, parameters)
+
+    def executemany(self, operation: str, seq_of_parameters: Iterable[_Params]) -> Cursor:
+        """``sqlite3``'s shortcut: `Cursor.executemany` on a new cursor."""
+        return self.cursor().executemany(operation, seq_of_parameters)
 
     def commit(self) -> None:
         """Commit the open transaction (nothing to do when none is open)."""
@@ -455,8 +486,8 @@ class Connection:
             self.rollback()
         finally:
             db, self._database = self._database, None
-            if self._owns:
-                db.close()
+            if self._on_close is not None:
+                self._on_close(db)
 
     def __enter__(self) -> Connection:
         return self
@@ -481,9 +512,30 @@ class Connection:
     def _writer_tx(self) -> _native.Transaction | None:
         """The transaction a write must run in: the open one, or a new one
         (None in autocommit mode)."""
-        if self._autocommit:
-            return None
+        tx = self.transaction
+        if tx is not None or self._autocommit:
+            return tx
         return self.begin()
+
+    def _control(self, word: str) -> None:
+        """Run ``BEGIN``, ``COMMIT`` (or ``END``) or ``ROLLBACK`` given as
+        SQL, with SQLite's own errors for a transaction already open or not
+        open. ``BEGIN`` works in autocommit mode too: the statements up to
+        ``COMMIT`` then run in one transaction, as with ``sqlite3`` and
+        ``isolation_level=None``."""
+        db = self._db()
+        tx = self.transaction
+        if word == "BEGIN":
+            if tx is not None:
+                raise OperationalError("cannot start a transaction within a transaction")
+            self._tx = db.transaction()
+        elif tx is None:
+            verb = "commit" if word == "COMMIT" else "rollback"
+            raise OperationalError(f"cannot {verb} - no transaction is active")
+        elif word == "COMMIT":
+            self.commit()
+        else:
+            self.rollback()
 
 
 # --------------------------------------------------------------- cursor
@@ -589,6 +641,9 @@ class Cursor:
         conn = self._conn()
         self._release()
         shape = _shape(operation)
+        if shape.control is not None:
+            conn._control(shape.control)
+            return self
         params = _adapt(parameters)
         tx = conn.transaction
         if tx is None and not shape.writes:
@@ -661,7 +716,8 @@ class Cursor:
         insert."""
         conn = self._conn()
         self._release()
-        _shape(operation)  # refuses BEGIN/COMMIT/...
+        if _shape(operation).control is not None:
+            raise ProgrammingError("executemany() cannot run BEGIN, COMMIT or ROLLBACK")
         batch = map(_adapt, seq_of_parameters)
         tx = conn._writer_tx()
         result = (
@@ -742,13 +798,53 @@ class Cursor:
 
 # -------------------------------------------------------------- connect
 
-_ISOLATION_LEVELS = ("IMMEDIATE", "DEFERRED", "EXCLUSIVE")
+_ISOLATION_LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
+
+
+def _autocommit_for(isolation_level: str | None) -> bool:
+    if isolation_level is None:
+        return True
+    if not isinstance(isolation_level, str) or isolation_level.upper() not in _ISOLATION_LEVELS:
+        raise ProgrammingError(
+            "isolation_level must be None, '', 'DEFERRED', 'IMMEDIATE' or 'EXCLUSIVE', "
+            f"not {isolation_level!r}"
+        )
+    return False
+
+
+# Databases opened by ``connect(path, shared=True)``: one per file and
+# options, with the number of open connections using it; the last one to
+# close closes the database.
+_SharedKey: TypeAlias = tuple[str, tuple[tuple[str, Any], ...]]
+_shared: dict[_SharedKey, tuple[Database, int]] = {}
+_shared_lock = threading.Lock()
+
+
+def _acquire_shared(path: str | os.PathLike[str], options: dict[str, Any]) -> Connection:
+    key: _SharedKey = (os.path.realpath(path), tuple(sorted(options.items())))
+    with _shared_lock:
+        db, users = _shared.get(key) or (None, 0)
+        if db is None:
+            db = _open(path, **options)
+        _shared[key] = (db, users + 1)
+
+    def release(db: Database) -> None:
+        with _shared_lock:
+            held, users = _shared[key]
+            if users > 1:
+                _shared[key] = (held, users - 1)
+                return
+            del _shared[key]
+        db.close()
+
+    return Connection(db, on_close=release, autocommit=False)
 
 
 def connect(
     database: str | os.PathLike[str] | None = None,
     *,
     db: Database | None = None,
+    shared: bool = False,
     isolation_level: str | None = "IMMEDIATE",
     autocommit: bool = False,
     **kwargs: Any,
@@ -757,13 +853,18 @@ def connect(
     or on an already open `alk.Database` given as ``db=`` (which the
     connection then does not close).
 
+    With ``shared=True`` the connections opened on one file with the same
+    options share one `alk.Database` (one writer, one reader pool, one
+    statement cache), which the last of them closes: what a connection pool
+    wants (the SQLAlchemy dialect uses it).
+
     ``isolation_level=None`` or ``autocommit=True`` makes every statement
-    commit on its own. Otherwise transactions open implicitly and always
-    as ``BEGIN IMMEDIATE`` (the core's only kind: SQLite has one writer, and
-    taking it up front avoids deadlock-prone lock upgrades); ``"DEFERRED"``
-    and ``"EXCLUSIVE"`` are accepted for compatibility and mean the same.
-    Other keyword arguments go to `alk.connect` (``max_readers``,
-    ``busy_timeout_ms``, ``readonly``, ...).
+    commit on its own (until ``BEGIN`` in SQL). Otherwise transactions open
+    implicitly and always as ``BEGIN IMMEDIATE`` (the core's only kind:
+    SQLite has one writer, and taking it up front avoids deadlock-prone lock
+    upgrades); ``"DEFERRED"``, ``"EXCLUSIVE"`` and ``""`` are accepted for
+    compatibility and mean the same. Other keyword arguments go to
+    `alk.connect` (``max_readers``, ``busy_timeout_ms``, ``readonly``, ...).
 
     >>> import tempfile, os
     >>> conn = connect(os.path.join(tempfile.mkdtemp(), "app.db"), autocommit=True)
@@ -771,18 +872,22 @@ def connect(
     (2,)
     >>> conn.close()
     """
-    if isolation_level is not None and isolation_level.upper() not in _ISOLATION_LEVELS:
-        raise ProgrammingError(
-            f"isolation_level must be None or one of {', '.join(_ISOLATION_LEVELS)}, "
-            f"not {isolation_level!r}"
-        )
+    autocommit = _autocommit_for(isolation_level) or autocommit
     if (database is None) == (db is None):
         raise InterfaceError("pass either a path or db=, not both or neither")
     if db is not None:
-        if kwargs:
-            raise InterfaceError(f"options {sorted(kwargs)} apply only when opening a path")
-        opened, owns = db, False
-    else:
-        assert database is not None
-        opened, owns = _open(database, **kwargs), True
-    return Connection(opened, owns_database=owns, autocommit=autocommit or isolation_level is None)
+        if kwargs or shared:
+            raise InterfaceError("shared= and database options apply only when opening a path")
+        return Connection(db, on_close=None, autocommit=autocommit)
+    assert database is not None
+    if shared:
+        conn = _acquire_shared(database, kwargs)
+        conn._autocommit = autocommit
+        return conn
+    return Connection(_open(database, **kwargs), on_close=Database.close, autocommit=autocommit)
+
+
+sqlite_version: Final = _native.sqlite_version()
+"""The version of the SQLite library compiled into the core (not the
+system's), as ``sqlite3.sqlite_version`` has it."""
+sqlite_version_info: Final = tuple(int(part) for part in sqlite_version.split("."))

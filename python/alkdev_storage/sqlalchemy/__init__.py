@@ -1,0 +1,79 @@
+"""SQLAlchemy on alkdev-storage: the ``sqlite+alkdev`` dialect, and the way
+from a SQLAlchemy connection or ORM session to the database's queues,
+streams and notifications *in the same transaction*.
+
+>>> import os, tempfile
+>>> from sqlalchemy import create_engine, text
+>>> from sqlalchemy.orm import Session
+>>> from alkdev_storage.sqlalchemy import database, transaction
+>>> engine = create_engine(f"sqlite+alkdev:///{tempfile.mkdtemp()}/app.db")
+>>> with Session(engine) as session, session.begin():
+...     _ = session.execute(text("CREATE TABLE orders(id INTEGER PRIMARY KEY, total)"))
+...     _ = session.execute(text("INSERT INTO orders(total) VALUES (42)"))
+...     job = database(session).queue("receipts").enqueue({"order": 1}, tx=transaction(session))
+>>> # committed together: the order and its job
+>>> database(engine).query("SELECT count(*) FROM _honker_live")
+[(1,)]
+>>> engine.dispose()
+
+`database` and `transaction` take an ORM `Session`, a Core `Connection`,
+or the DB-API connection underneath; `database` also takes an `Engine`.
+The module `alkdev_storage.sqlalchemy.metadata` holds `Table` objects for
+the identity and metagraph tables. More in docs/sqlalchemy.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from alkdev_storage import _native
+from alkdev_storage import dbapi as _dbapi
+from alkdev_storage._database import Database
+from alkdev_storage.sqlalchemy.dialect import AlkdevDialect
+
+__all__ = ["AlkdevDialect", "database", "dbapi_connection", "transaction"]
+
+
+def dbapi_connection(bind: Session | Connection | _dbapi.Connection) -> _dbapi.Connection:
+    """The `alkdev_storage.dbapi` connection under `bind`. For a `Session`
+    this is the connection of its current transaction (which it begins, as
+    ``session.connection()`` does)."""
+    if isinstance(bind, _dbapi.Connection):
+        return bind
+    if isinstance(bind, Session):
+        bind = bind.connection()
+    if not isinstance(bind, Connection):
+        raise TypeError(
+            f"expected a Session, a Connection or a dbapi.Connection, not {type(bind).__name__}"
+        )
+    raw: Any = bind.connection.dbapi_connection
+    if not isinstance(raw, _dbapi.Connection):
+        raise TypeError(
+            f"{bind.engine.url.drivername!r} is not the sqlite+alkdev dialect: "
+            "its connections are not alkdev_storage.dbapi connections"
+        )
+    return raw
+
+
+def database(bind: Engine | Session | Connection | _dbapi.Connection) -> Database:
+    """The `alk.Database` `bind` runs on: its queues, streams, notify,
+    listeners and workers. From an `Engine` it borrows a pooled connection
+    for the moment it takes to find the database; the engine's connections
+    share that one database while any of them is open."""
+    if isinstance(bind, Engine):
+        with bind.connect() as conn:
+            return dbapi_connection(conn).database
+    return dbapi_connection(bind).database
+
+
+def transaction(bind: Session | Connection | _dbapi.Connection) -> _native.Transaction:
+    """The native transaction of `bind`'s current SQLAlchemy transaction, to
+    pass as ``tx=`` to ``enqueue``, ``publish`` or ``notify``: the job,
+    event or notification then commits or rolls back with the ORM's rows.
+    Opens the write transaction (``BEGIN IMMEDIATE``) if no statement has
+    written yet, so reads after it see the same snapshot as the writes.
+    A connection in ``AUTOCOMMIT`` isolation has none: ProgrammingError."""
+    return dbapi_connection(bind).begin()
