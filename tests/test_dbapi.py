@@ -564,6 +564,16 @@ def test_transaction_control_sql(conn: dbapi.Connection, other: dbapi.Connection
     assert not conn.in_transaction
 
 
+def test_counts_survive_closing_the_cursor(conn: dbapi.Connection) -> None:
+    """As in ``sqlite3``; SQLAlchemy reads them after closing the cursor."""
+    cur = conn.cursor()
+    cur.executemany("INSERT INTO t(name) VALUES (?)", [("a",), ("b",)])
+    cur.close()
+    assert (cur.rowcount, cur.lastrowid) == (2, 2)
+    with pytest.raises(dbapi.ProgrammingError, match="closed"):
+        cur.execute("SELECT 1")
+
+
 def test_begin_in_autocommit_mode_groups_statements(
     conn: dbapi.Connection, other: dbapi.Connection
 ) -> None:

@@ -837,15 +837,9 @@ def test_pandas_inside_a_connection_transaction(engine: Engine, path: Path) -> N
     assert committed(path, "SELECT count(*) FROM sqlite_master WHERE name = 'frame'") == [(0,)]
 
 
-# ------------------------------------------------------------ known bugs
+# ------------------------------------------- counts after the cursor closed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="dbapi.Cursor.close() resets rowcount/lastrowid; SQLAlchemy closes the cursor "
-    "of a DML result before CursorResult.rowcount/.lastrowid read them (sqlite3 keeps both)",
-)
 def test_insert_result_rowcount_and_lastrowid_like_pysqlite(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(insert(Author).values(name="a"))
@@ -854,11 +848,5 @@ def test_insert_result_rowcount_and_lastrowid_like_pysqlite(engine: Engine) -> N
         assert (many.rowcount, one.rowcount, one.lastrowid) == (3, 1, 4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="pandas' to_sql returns the sum of CursorResult.rowcount, -1 per chunk here "
-    "(dbapi.Cursor.close() resets rowcount)",
-)
 def test_pandas_to_sql_returns_the_rows_written(engine: Engine) -> None:
     assert _frame(1000).to_sql("frame", engine, index=False, chunksize=170) == 1000

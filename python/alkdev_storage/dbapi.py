@@ -778,10 +778,14 @@ class Cursor:
         """Accepted and ignored (PEP 249 allows it)."""
 
     def close(self) -> None:
-        """Close the cursor (its unread rows are dropped). Closing twice is
-        a no-op."""
+        """Close the cursor (its unread rows are dropped; ``rowcount`` and
+        ``lastrowid`` keep their values, as in ``sqlite3``: SQLAlchemy reads
+        them after closing the cursor of an INSERT). Closing twice is a
+        no-op."""
         if self._connection is not None:
+            rowcount, lastrowid = self._rowcount, self._lastrowid
             self._release()
+            self._rowcount, self._lastrowid = rowcount, lastrowid
             self._connection = None
 
     def __enter__(self) -> Cursor:
