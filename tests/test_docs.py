@@ -5,6 +5,8 @@ from __future__ import annotations
 import doctest
 import importlib
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -19,12 +21,14 @@ MODULES = [
     "alkdev_storage.pubsub",
     "alkdev_storage.queues",
     "alkdev_storage.scheduler",
+    "alkdev_storage.sqlalchemy",
     "alkdev_storage.ssh",
     "alkdev_storage.storage",
     "alkdev_storage.streams",
 ]
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+SQLALCHEMY_DOC = README.parent / "docs" / "sqlalchemy.md"
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -51,3 +55,21 @@ def test_readme_example_prints_what_its_comments_say(
     assert len(claims) >= 4, expected
     for claim in claims:
         assert any(claim in line for line in printed), (claim, printed)
+
+
+@pytest.mark.skipif(not SQLALCHEMY_DOC.is_file(), reason="docs not shipped with this checkout")
+def test_sqlalchemy_doc_example_prints_what_its_comments_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = re.search(r"```python\n(.*?)```", SQLALCHEMY_DOC.read_text(), re.S)
+    assert code is not None
+    monkeypatch.chdir(tmp_path)
+    # A real module: the ORM resolves the models' annotations through it.
+    module = types.ModuleType("sqlalchemy_doc_example")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(code.group(1), "docs/sqlalchemy.md", "exec"), module.__dict__)
+    printed = capsys.readouterr().out.splitlines()
+    claims = [m.group(1) for m in re.finditer(r"  # ([\[{].+)$", code.group(1), re.M)]
+    assert len(claims) == 2, claims
+    for claim in claims:
+        assert claim in printed, (claim, printed)

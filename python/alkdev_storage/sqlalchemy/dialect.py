@@ -12,6 +12,8 @@ installed. What differs from ``sqlite+pysqlite`` (all in docs/sqlalchemy.md):
   not SQLite connections, and the database closes with the last of them.
 - URL query options are the core's: ``max_readers``, ``busy_timeout_ms``,
   ``statement_cache``, ``readonly``; an unknown one is an error.
+- Reflection leaves honker's ``_honker_*`` tables out, as SQLite's own
+  ``sqlite_*`` ones are (``sqlite_include_internal=True`` lists them).
 - Isolation levels: ``SERIALIZABLE`` (the default: SQLite's own, a WAL
   snapshot per read and one writer) and ``AUTOCOMMIT``.
 """
@@ -23,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import exc, pool, util
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
+from sqlalchemy.engine import reflection
 from sqlalchemy.engine.interfaces import (
     ConnectArgsType,
     DBAPIConnection,
@@ -33,6 +36,10 @@ from sqlalchemy.engine.interfaces import (
 from sqlalchemy.engine.url import URL
 
 from alkdev_storage import dbapi as _dbapi
+
+HONKER_TABLE_PREFIX = "_honker_"
+"""The tables honker keeps in every file (queues, streams, notifications,
+locks, ...): reflection leaves them out."""
 
 # URL query options and the types they are coerced to: those of alk.connect.
 _URL_OPTIONS: dict[str, type] = {
@@ -52,7 +59,10 @@ class AlkdevDialect(SQLiteDialect):
     returns_native_bytes = True
     description_encoding = None
 
-    _isolation_lookup = util.immutabledict({"SERIALIZABLE": 0, "AUTOCOMMIT": None})
+    # As pysqlite's, AUTOCOMMIT maps to None (no PRAGMA to run).
+    _isolation_lookup = util.immutabledict(
+        {"SERIALIZABLE": 0, "AUTOCOMMIT": None}  # type: ignore[dict-item]
+    )
 
     @classmethod
     def import_dbapi(cls) -> DBAPIModule:
@@ -87,6 +97,27 @@ class AlkdevDialect(SQLiteDialect):
             util.coerce_kw_type(url.query, key, type_, dest=options)
         options["shared"] = True
         return [os.path.abspath(url.database)], options
+
+    # ------------------------------------------------------- reflection
+
+    @reflection.cache
+    def get_table_names(
+        self,
+        connection: Any,
+        schema: str | None = None,
+        sqlite_include_internal: bool = False,
+        **kw: Any,
+    ) -> list[str]:
+        """As SQLite's, and honker's ``_honker_*`` tables are internal too:
+        left out unless ``sqlite_include_internal=True``, so that
+        ``MetaData.reflect()`` or a migration tool comparing schemas never
+        claims (or drops) them."""
+        names: list[str] = super().get_table_names(  # type: ignore[no-untyped-call]
+            connection, schema, sqlite_include_internal=sqlite_include_internal, **kw
+        )
+        if sqlite_include_internal:
+            return names
+        return [name for name in names if not name.startswith(HONKER_TABLE_PREFIX)]
 
     # ------------------------------------------------------- isolation
 
