@@ -247,18 +247,15 @@ fn open_writer(path: &Path, readonly: bool, settings: &Settings) -> Result<Conne
     } else {
         let target = path.to_string_lossy();
         let conn = honker_core::open_conn(&target, true).map_err(Error::honker)?;
-        exec::control(&conn, "BEGIN IMMEDIATE")?;
-        let bootstrapped = honker_core::bootstrap_honker_schema(&conn)
-            .map_err(Error::honker)
-            .and_then(|()| {
-                conn.execute_batch(crate::ops::EXHAUSTED_INDEX_SQL)
-                    .map_err(Error::run)
-            });
-        if let Err(e) = bootstrapped {
-            let _ = exec::control(&conn, "ROLLBACK");
-            return Err(e);
+        // The schema is created with `IF NOT EXISTS`, which writes nothing
+        // when it is all there: try in a deferred transaction first, so that
+        // opening a file someone is writing to does not wait for their
+        // commit. Only when that fails (the schema needs writing while
+        // another connection writes, or its snapshot went stale) take the
+        // write lock up front and do it again.
+        if bootstrap(&conn, "BEGIN DEFERRED").is_err() {
+            bootstrap(&conn, "BEGIN IMMEDIATE")?;
         }
-        exec::control(&conn, "COMMIT")?;
         conn
     };
     conn.busy_timeout(settings.busy_timeout)
@@ -267,6 +264,25 @@ fn open_writer(path: &Path, readonly: bool, settings: &Settings) -> Result<Conne
     honker_core::attach_honker_functions(&conn).map_err(Error::run)?;
     crate::functions::register(&conn).map_err(Error::run)?;
     Ok(conn)
+}
+
+/// Create honker's schema and our index in one transaction opened by
+/// `begin`; rolled back on failure.
+fn bootstrap(conn: &Connection, begin: &str) -> Result<()> {
+    exec::control(conn, begin)?;
+    let done = honker_core::bootstrap_honker_schema(conn)
+        .map_err(Error::honker)
+        .and_then(|()| {
+            conn.execute_batch(crate::ops::EXHAUSTED_INDEX_SQL)
+                .map_err(Error::run)
+        });
+    match done {
+        Ok(()) => exec::control(conn, "COMMIT"),
+        Err(e) => {
+            let _ = exec::control(conn, "ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 pub fn open(

@@ -34,6 +34,33 @@ def test_reopen_is_idempotent(db_path) -> None:
     db.close()
 
 
+def test_opening_does_not_wait_for_another_writer(db_path) -> None:
+    """With the schema in place, opening a file writes nothing, so it does
+    not wait for a transaction another connection holds open (a writable
+    open used to wait up to busy_timeout for it)."""
+    first = alk.connect(db_path)
+    with first.transaction() as tx:
+        tx.execute("CREATE TABLE t(x)")
+        second = alk.connect(db_path, busy_timeout_ms=2_000)  # waiting would fail: BUSY
+        assert second.query_one("SELECT count(*) FROM sqlite_master WHERE name = 't'") == (0,)
+        second.close()
+    first.close()
+
+
+def test_a_new_file_waits_for_nothing_but_its_schema(tmp_path) -> None:
+    """A fresh file, and one whose index was dropped, get their schema
+    (the retry path takes the write lock)."""
+    path = tmp_path / "fresh.db"
+    alk.connect(path).close()
+    db = alk.connect(path)
+    db.execute("DROP INDEX _alk_honker_live_exhausted")
+    db.close()
+    db = alk.connect(path)
+    index = "SELECT count(*) FROM sqlite_master WHERE name = '_alk_honker_live_exhausted'"
+    assert db.query_one(index) == (1,)
+    db.close()
+
+
 def test_queue_functions_round_trip(db: alk.Database) -> None:
     enqueue = "SELECT honker_enqueue(?, ?, NULL, NULL, 0, 3, NULL)"
     r = db.query_one(enqueue, ("emails", '{"to":"a"}'))
