@@ -120,6 +120,10 @@ pub struct RowIterator {
 }
 
 impl RowIterator {
+    /// Prepare, bind and read the first batch in one call without the GIL.
+    /// A result that fits in the batch is complete when this returns: its
+    /// reader is already back in the pool (`exhausted`), and an error while
+    /// stepping surfaces here rather than at the first `next()`.
     pub fn start(
         py: Python<'_>,
         core: Arc<Core>,
@@ -131,7 +135,13 @@ impl RowIterator {
         if batch_size == 0 {
             return Err(Error::Programming("batch_size must be at least 1".into()).into());
         }
-        let (live, columns) = detached(py, || Live::start(core, sql, &params))?;
+        let (live, columns, first) = detached(py, || -> Result<_> {
+            let (mut live, columns) = Live::start(core, sql, &params)?;
+            let mut values = Vec::new();
+            // On an error `live` drops here, giving its reader back.
+            let done = live.fill(batch_size, columns.len(), &mut values)?;
+            Ok(((!done).then_some(live), columns, values))
+        })?;
         let keys = if as_dict {
             column_keys(py, &columns)
                 .into_iter()
@@ -140,14 +150,16 @@ impl RowIterator {
         } else {
             Vec::new()
         };
-        Ok(RowIterator {
-            live: Mutex::new(Some(live)),
+        let iterator = RowIterator {
+            live: Mutex::new(live),
             columns,
             keys,
             as_dict,
             batch_size,
             buffer: Mutex::new(VecDeque::new()),
-        })
+        };
+        iterator.push_rows(py, &first)?;
+        Ok(iterator)
     }
 
     fn refill(&self, py: Python<'_>) -> PyResult<()> {
@@ -169,6 +181,13 @@ impl RowIterator {
             }
             Ok(out)
         })?;
+        self.push_rows(py, &values)
+    }
+
+    /// Turn the values of whole rows into tuples (or dicts) at the end of
+    /// the buffer.
+    fn push_rows(&self, py: Python<'_>, values: &[Value]) -> PyResult<()> {
+        let ncols = self.columns.len();
         if ncols == 0 {
             return Ok(());
         }
@@ -192,6 +211,13 @@ impl RowIterator {
     #[getter]
     fn columns(&self) -> Vec<String> {
         self.columns.clone()
+    }
+
+    /// True once every row has been read from SQLite and the reader is back
+    /// in the pool (rows may still wait in the iterator's buffer).
+    #[getter]
+    fn exhausted(&self) -> bool {
+        self.live.lock().is_none()
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {

@@ -29,7 +29,9 @@ pub fn register(conn: &Connection) -> Result<()> {
 fn regexp(ctx: &Context<'_>) -> Result<Option<bool>> {
     let text = match ctx.get_raw(1) {
         ValueRef::Null => return Ok(None),
-        ValueRef::Text(bytes) => std::str::from_utf8(bytes).map_err(|e| user_error(e.to_string()))?,
+        ValueRef::Text(bytes) => {
+            std::str::from_utf8(bytes).map_err(|e| user_error(e.to_string()))?
+        }
         other => {
             return Err(user_error(format!(
                 "REGEXP matches text, not {}",
@@ -69,8 +71,14 @@ mod tests {
     fn regexp_searches_and_passes_null_through() {
         let conn = Connection::open_in_memory().unwrap();
         register(&conn).unwrap();
-        assert_eq!(ask(&conn, "SELECT 'abcde' REGEXP 'b.d'").unwrap(), Some(true));
-        assert_eq!(ask(&conn, "SELECT 'abcde' REGEXP '^b'").unwrap(), Some(false));
+        assert_eq!(
+            ask(&conn, "SELECT 'abcde' REGEXP 'b.d'").unwrap(),
+            Some(true)
+        );
+        assert_eq!(
+            ask(&conn, "SELECT 'abcde' REGEXP '^b'").unwrap(),
+            Some(false)
+        );
         assert_eq!(ask(&conn, "SELECT NULL REGEXP 'a'").unwrap(), None);
         assert_eq!(ask(&conn, "SELECT 'a' REGEXP NULL").unwrap(), None);
         assert!(ask(&conn, "SELECT 'a' REGEXP '('").is_err());

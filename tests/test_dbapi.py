@@ -363,12 +363,17 @@ def test_values_round_trip_in_and_out_of_a_transaction(
 def test_stream_bookkeeping_is_dropped(conn: dbapi.Connection) -> None:
     from alkdev_storage.dbapi import _live_streams
 
-    conn.cursor().executemany("INSERT INTO t(n) VALUES (?)", [(1,), (2,)])
+    conn.cursor().executemany("INSERT INTO t(n) VALUES (?)", [(i,) for i in range(1000)])
     conn.commit()
     before = len(_live_streams)
+    # A result that fits in the first batch holds no reader: nothing to track.
+    cur = conn.cursor().execute("SELECT n FROM t WHERE n < 3")
+    assert len(_live_streams) == before
+    assert cur.fetchall() == [(0,), (1,), (2,)]
+    # A longer one streams, holding a reader until it is read or dropped.
     cur = conn.cursor().execute("SELECT n FROM t")
     assert len(_live_streams) == before + 1
-    cur.fetchall()
+    assert len(cur.fetchall()) == 1000
     assert len(_live_streams) == before
     conn.cursor().execute("SELECT n FROM t").fetchone()  # half read, then collected
     assert len(_live_streams) == before

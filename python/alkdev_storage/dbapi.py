@@ -284,6 +284,28 @@ def _shape(sql: str) -> _Shape:
     return found
 
 
+_NO_ROWS: Iterator[tuple[Any, ...]] = iter(())
+
+_DESCRIPTIONS_MAX = 1024
+_descriptions: dict[tuple[str, ...], _Description] = {}
+
+
+def _description(columns: Sequence[str]) -> _Description | None:
+    """``description`` for these result columns; None for no columns. Kept
+    per column list (bounded), so a statement run again reuses its tuples
+    (`Cursor.execute` looks in ``_descriptions`` itself first)."""
+    if not columns:
+        return None
+    key = tuple(columns)
+    found = _descriptions.get(key)
+    if found is None:
+        found = tuple((name, None, None, None, None, None, None) for name in columns)
+        if len(_descriptions) >= _DESCRIPTIONS_MAX:
+            _descriptions.clear()
+        _descriptions[key] = found
+    return found
+
+
 # Streams a thread holds open, per database: at most one. A stream holds a
 # pooled reader until it is exhausted or closed, so a thread that left
 # several cursors half read would otherwise wait for itself forever once the
@@ -449,7 +471,8 @@ class Connection:
 
     def cursor(self) -> Cursor:
         """A new cursor on this connection."""
-        self._db()
+        if self._database is None:
+            self._db()  # raises
         return Cursor(self)
 
     def execute(self, operation: str, parameters: _Params = ()) -> Cursor:
@@ -556,10 +579,22 @@ class Cursor:
     >>> conn.close()
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_connection",
+        "_description",
+        "_lastrowid",
+        "_live_key",
+        "_rowcount",
+        "_rows",
+        "_stream",
+        "arraysize",
+    )
+
     def __init__(self, connection: Connection) -> None:
         self._connection: Connection | None = connection
         self.arraysize = 1
-        self._rows: Iterator[tuple[Any, ...]] = iter(())
+        self._rows: Iterator[tuple[Any, ...]] = _NO_ROWS
         self._stream: _native.RowIterator | None = None
         self._description: _Description | None = None
         self._rowcount = -1
@@ -608,7 +643,7 @@ class Cursor:
         """Forget the current result, giving its reader back to the pool."""
         if self._stream is not None or self._live_key is not None:
             self._end_stream()
-        self._rows = iter(())
+        self._rows = _NO_ROWS
         self._description = None
         self._rowcount = -1
         self._lastrowid = None
@@ -629,27 +664,41 @@ class Cursor:
             _unregister_live_stream(key, self)
 
     def _describe(self, columns: list[str]) -> None:
-        self._description = (
-            tuple((name, None, None, None, None, None, None) for name in columns) or None
-        )
+        self._description = _description(columns)
 
     # -------------------------------------------------------- execution
 
     def execute(self, operation: str, parameters: _Params = ()) -> Cursor:
         """Run one statement; returns the cursor, so
         ``cur.execute(...).fetchall()`` works."""
-        conn = self._conn()
-        self._release()
-        shape = _shape(operation)
+        # The checks of _conn() and _release(), inlined: this is the path
+        # every statement of an ORM takes.
+        conn = self._connection
+        if conn is None or conn._database is None:
+            self._conn()  # raises the right error
+        assert conn is not None
+        if self._stream is not None or self._live_key is not None:
+            self._end_stream()
+        self._rows = _NO_ROWS
+        self._description = None
+        self._rowcount = -1
+        self._lastrowid = None
+        shape = _shapes.get(operation) or _shape(operation)
         if shape.control is not None:
             conn._control(shape.control)
             return self
         params = _adapt(parameters)
-        tx = conn.transaction
+        tx = conn._tx
+        if tx is not None and not tx.active:  # ended directly on the native object
+            tx = conn._tx = None
         if tx is None and not shape.writes:
-            # No transaction yet: a read streams from a reader snapshot.
-            db = conn.database
-            _settle_live_stream(db)
+            # No transaction yet: a read runs on a reader snapshot; the first
+            # batch of rows comes back with the call, and a result that fits
+            # in it has already given its reader back.
+            db = conn._database
+            assert db is not None
+            if _live_streams:
+                _settle_live_stream(db)
             try:
                 stream = db.iterate(operation, params)
             except WritingStatementError:
@@ -658,10 +707,15 @@ class Cursor:
                 # of "this statement writes" (WITH ... INSERT included).
                 shape.writes = True
             else:
-                self._stream = stream
                 self._rows = stream
-                self._describe(stream.columns)
-                self._live_key = _register_live_stream(db, self)
+                columns = tuple(stream.columns)
+                description = _descriptions.get(columns)
+                self._description = (
+                    _description(columns) if description is None and columns else description
+                )
+                if not stream.exhausted:  # a long result: it streams
+                    self._stream = stream
+                    self._live_key = _register_live_stream(db, self)
                 return self
         if tx is None:
             tx = conn._writer_tx()
@@ -738,8 +792,13 @@ class Cursor:
 
     def fetchone(self) -> tuple[Any, ...] | None:
         """The next row, or None when there are no more."""
-        self._conn()
-        return self._next()
+        conn = self._connection
+        if conn is None or conn._database is None:
+            self._conn()  # raises
+        row = next(self._rows, None)
+        if row is None and self._stream is not None:
+            self._end_stream()  # exhausted: give the reader back now
+        return row
 
     def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
         """Up to `size` (default ``arraysize``) next rows; [] at the end."""
@@ -755,9 +814,12 @@ class Cursor:
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         """All remaining rows."""
-        self._conn()
+        conn = self._connection
+        if conn is None or conn._database is None:
+            self._conn()  # raises
         out = list(self._rows)
-        self._next()  # releases an exhausted stream
+        if self._stream is not None:
+            self._end_stream()  # exhausted: give the reader back now
         return out
 
     def __iter__(self) -> Cursor:
@@ -783,9 +845,10 @@ class Cursor:
         them after closing the cursor of an INSERT). Closing twice is a
         no-op."""
         if self._connection is not None:
-            rowcount, lastrowid = self._rowcount, self._lastrowid
-            self._release()
-            self._rowcount, self._lastrowid = rowcount, lastrowid
+            if self._stream is not None or self._live_key is not None:
+                self._end_stream()
+            self._rows = _NO_ROWS
+            self._description = None
             self._connection = None
 
     def __enter__(self) -> Cursor:
