@@ -111,6 +111,26 @@ def test_iterate_holds_one_reader_until_closed(db_path) -> None:
     db.close()
 
 
+def test_iterate_reads_its_first_batch_at_once(db_path) -> None:
+    """The first batch comes back with the call: a result that fits in it
+    has given its reader back before the first next(), and an error while
+    stepping is raised by iterate() itself."""
+    db = alk.connect(db_path, max_readers=1)
+    db.execute("CREATE TABLE n(v)")
+    db.executemany("INSERT INTO n VALUES (?)", [(i,) for i in range(10)])
+    short = db.iterate("SELECT v FROM n", batch_size=11)  # room for all, and for the end
+    assert short.exhausted
+    assert db.query_one("SELECT count(*) FROM n") == (10,)  # the one reader is free
+    assert [r[0] for r in short] == list(range(10))  # rows wait in the iterator
+    long = db.iterate("SELECT v FROM n", batch_size=4)
+    assert not long.exhausted
+    assert len(list(long)) == 10 and long.exhausted
+    with pytest.raises(alk.OperationalError):
+        db.iterate("SELECT json(v || '{') FROM n")  # malformed JSON, found while stepping
+    assert db.query_one("SELECT count(*) FROM n") == (10,)  # and the reader went back
+    db.close()
+
+
 def test_iterate_refuses_writes(db: alk.Database) -> None:
     with pytest.raises(alk.ProgrammingError, match="read-only"):
         db.iterate("INSERT INTO t(x) VALUES (1) RETURNING id")
