@@ -64,8 +64,7 @@ def engine(path: Path) -> Iterator[Engine]:
 
 def committed(path: Path) -> tuple[int, int, int, int]:
     """(orders, jobs, events, notifications) committed in the file, as an
-    independent database sees them. Read only: a writable open would write
-    honker's schema and wait for a transaction the test holds open."""
+    independent database sees them (opened read-only: it only counts)."""
     db = alk.connect(path, readonly=True)
     try:
         row = db.query_one(SNAPSHOT_SQL)
