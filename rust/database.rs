@@ -8,7 +8,7 @@
 //! transaction go to a reader (a WAL snapshot); writes outside a transaction
 //! run on the writer as their own transaction.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use crate::cursor::RowIterator;
 use crate::detach::{detached, detached_with, take_writer};
 use crate::errors::{Error, Result};
 use crate::exec::{self, Fetched, Outcome, Stats};
+use crate::functions::UserFunctions;
 use crate::transaction::Transaction;
 
 /// How many parameter sets `executemany` converts before running them: big
@@ -51,7 +52,12 @@ pub struct Core {
     pub readonly: bool,
     writer: Writer,
     readers: Readers,
-    configured_readers: Mutex<HashSet<usize>>,
+    /// Readers set up so far (by handle), with the generation of
+    /// `functions` each one has installed.
+    configured_readers: Mutex<HashMap<usize, u64>>,
+    /// The generation of `functions` installed on the writer.
+    writer_functions: AtomicU64,
+    pub functions: UserFunctions,
     settings: Settings,
     closed: AtomicBool,
     writer_owner: AtomicU64,
@@ -81,10 +87,16 @@ impl Core {
         }
         let conn = take_writer(py, &self.writer).ok_or(Error::Closed)?;
         self.writer_owner.store(me, Ordering::Release);
-        Ok(WriterGuard {
+        let guard = WriterGuard {
             core: self,
             conn: Some(conn),
-        })
+        };
+        let current = self.functions.generation();
+        if self.writer_functions.load(Ordering::Acquire) != current {
+            let installed = self.functions.install(&guard).map_err(Error::run)?;
+            self.writer_functions.store(installed, Ordering::Release);
+        }
+        Ok(guard)
     }
 
     pub fn release_writer(&self, conn: Connection) {
@@ -100,12 +112,23 @@ impl Core {
         // pooled connections alive until the pool closes, so a handle seen
         // here cannot be reused by another connection while we remember it.
         let key = unsafe { conn.handle() } as usize;
-        if !self.configured_readers.lock().contains(&key) {
-            if let Err(e) = self.configure(&conn) {
-                self.readers.release(conn);
-                return Err(e);
+        let current = self.functions.generation();
+        let installed = self.configured_readers.lock().get(&key).copied();
+        if installed != Some(current) {
+            let setup = match installed {
+                None => self.configure(&conn),
+                Some(_) => Ok(()),
             }
-            self.configured_readers.lock().insert(key);
+            .and_then(|()| self.functions.install(&conn).map_err(Error::run));
+            match setup {
+                Ok(generation) => {
+                    self.configured_readers.lock().insert(key, generation);
+                }
+                Err(e) => {
+                    self.readers.release(conn);
+                    return Err(e);
+                }
+            }
         }
         Ok(conn)
     }
@@ -304,7 +327,9 @@ pub fn open(
         readonly,
         writer: Writer::new(writer_conn),
         readers: Readers::new(reader_target, max_readers),
-        configured_readers: Mutex::new(HashSet::new()),
+        configured_readers: Mutex::new(HashMap::new()),
+        writer_functions: AtomicU64::new(0),
+        functions: UserFunctions::default(),
         settings,
         closed: AtomicBool::new(false),
         writer_owner: AtomicU64::new(0),
@@ -609,6 +634,50 @@ impl Database {
             core.release_reader(conn);
             out
         })?)
+    }
+
+    /// Register a Python function callable from SQL on every connection of
+    /// this database (the writer and all readers), as `sqlite3`'s
+    /// `create_function`: `n_arg` is its number of arguments (-1: any), and
+    /// `func=None` removes it. Arguments arrive as query results do and the
+    /// result is bound as a parameter is; an exception becomes the
+    /// statement's `OperationalError`. Connections install the change the
+    /// next time they are taken (a transaction already open keeps the set
+    /// it began with).
+    #[pyo3(signature = (name, n_arg, func, *, deterministic=false))]
+    fn create_function(
+        &self,
+        name: &str,
+        n_arg: i32,
+        func: Option<Bound<'_, PyAny>>,
+        deterministic: bool,
+    ) -> PyResult<()> {
+        self.core.check_open()?;
+        if name.is_empty() || name.len() > 255 || name.contains('\0') {
+            return Err(Error::Programming(format!(
+                "a function name is 1 to 255 bytes without NUL, not {name:?}"
+            ))
+            .into());
+        }
+        if !(-1..=127).contains(&n_arg) {
+            return Err(Error::Programming(format!(
+                "n_arg is -1 (any number) or 0 to 127, not {n_arg}"
+            ))
+            .into());
+        }
+        if let Some(f) = &func {
+            if !f.is_callable() {
+                return Err(Error::Programming(format!(
+                    "func must be callable or None, not {}",
+                    f.get_type().name()?
+                ))
+                .into());
+            }
+        }
+        self.core
+            .functions
+            .set(name, n_arg, deterministic, func.map(Bound::unbind));
+        Ok(())
     }
 
     /// Begin a write transaction (`BEGIN IMMEDIATE` on the writer).

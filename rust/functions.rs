@@ -9,13 +9,23 @@
 //!   pattern is compiled once per statement execution: SQLite keeps it as
 //!   the argument's auxiliary data while the pattern is a constant or a
 //!   bound parameter.
+//! - Python functions registered with `Database.create_function`
+//!   ([`UserFunctions`]): kept per database and installed on each of its
+//!   connections the next time that connection is taken, so the writer and
+//!   every reader, present or opened later, run the same set.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 use regex::Regex;
 use rusqlite::functions::{Context, FunctionFlags};
-use rusqlite::types::ValueRef;
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, Error, Result};
+
+use crate::convert::{read_value, to_py, to_value};
 
 pub fn register(conn: &Connection) -> Result<()> {
     conn.create_scalar_function(
@@ -57,6 +67,93 @@ fn regexp(ctx: &Context<'_>) -> Result<Option<bool>> {
 
 fn user_error(message: String) -> Error {
     Error::UserFunctionError(message.into())
+}
+
+/// One `create_function` registration: a Python callable, or `None` to
+/// remove the function.
+#[derive(Clone)]
+struct UserFunction {
+    name: String,
+    n_arg: i32,
+    deterministic: bool,
+    func: Option<Arc<Py<PyAny>>>,
+}
+
+/// The Python functions of one database, and a generation number that
+/// grows with each change, so a connection knows whether it is up to date.
+#[derive(Default)]
+pub struct UserFunctions {
+    defs: Mutex<Vec<UserFunction>>,
+    generation: AtomicU64,
+}
+
+impl UserFunctions {
+    /// Record `func` as `name` with `n_arg` arguments (-1: any number),
+    /// replacing an earlier registration of the same name and arity;
+    /// `None` removes it. Connections pick the change up when next taken.
+    pub fn set(&self, name: &str, n_arg: i32, deterministic: bool, func: Option<Py<PyAny>>) {
+        let mut defs = self.defs.lock();
+        defs.retain(|d| !(d.n_arg == n_arg && d.name.eq_ignore_ascii_case(name)));
+        defs.push(UserFunction {
+            name: name.to_owned(),
+            n_arg,
+            deterministic,
+            func: func.map(Arc::new),
+        });
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Install every registration on `conn`; returns the generation it
+    /// brought the connection up to. Needs no GIL.
+    pub fn install(&self, conn: &Connection) -> Result<u64> {
+        let (defs, generation) = {
+            let defs = self.defs.lock();
+            (defs.clone(), self.generation())
+        };
+        for def in defs {
+            match def.func {
+                None => match conn.remove_function(def.name.as_str(), def.n_arg) {
+                    // Removing a function this connection never had is fine.
+                    Ok(()) | Err(Error::SqliteFailure(_, _)) => {}
+                    Err(e) => return Err(e),
+                },
+                Some(func) => {
+                    let mut flags = FunctionFlags::SQLITE_UTF8;
+                    if def.deterministic {
+                        flags |= FunctionFlags::SQLITE_DETERMINISTIC;
+                    }
+                    let name = def.name.clone();
+                    conn.create_scalar_function(def.name.as_str(), def.n_arg, flags, move |ctx| {
+                        call(ctx, &name, &func)
+                    })?;
+                }
+            }
+        }
+        Ok(generation)
+    }
+}
+
+/// Run a Python function for SQLite: arguments converted as query results
+/// are, the result as parameters are. SQLite runs statements with the GIL
+/// released, so this takes it back for the call.
+fn call(ctx: &Context<'_>, name: &str, func: &Py<PyAny>) -> Result<Value> {
+    let mut args = Vec::with_capacity(ctx.len());
+    for i in 0..ctx.len() {
+        let value = read_value(ctx.get_raw(i), &String::new).map_err(|_| {
+            user_error(format!("argument {} of {name}() is not valid UTF-8", i + 1))
+        })?;
+        args.push(value);
+    }
+    Python::attach(|py| {
+        let args = PyTuple::new(py, args.iter().map(|v| to_py(py, v)))?;
+        let out = func.bind(py).call1(args)?;
+        to_value(&out, &|| format!("the result of {name}()"))
+    })
+    .map_err(|e: PyErr| user_error(format!("user-defined function {name}() raised {e}")))
 }
 
 #[cfg(test)]

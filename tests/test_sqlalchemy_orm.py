@@ -855,3 +855,25 @@ def test_insert_result_rowcount_and_lastrowid_like_pysqlite(engine: Engine) -> N
 
 def test_pandas_to_sql_returns_the_rows_written(engine: Engine) -> None:
     assert _frame(1000).to_sql("frame", engine, index=False, chunksize=170) == 1000
+
+
+def test_functions_registered_on_connect(path: Path) -> None:
+    """The usual SQLAlchemy recipe for custom SQL functions: register them
+    on each new DB-API connection. Here they land on the shared database,
+    so reads on any reader and writes on the writer see them."""
+    from sqlalchemy import event
+
+    eng = create_engine(f"sqlite+alkdev:///{path}")
+
+    @event.listens_for(eng, "connect")
+    def register(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.create_function("slug", 1, lambda s: s.lower().replace(" ", "-"))
+
+    Base.metadata.create_all(eng)
+    with Session(eng) as session, session.begin():
+        session.add(Author(name="Ada Lovelace"))
+        session.flush()
+        assert session.scalar(select(func.slug(Author.name))) == "ada-lovelace"
+    with eng.connect() as conn:  # outside a transaction: a reader
+        assert conn.scalar(select(func.slug(Author.name))) == "ada-lovelace"
+    eng.dispose()

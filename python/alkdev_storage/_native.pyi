@@ -2,7 +2,7 @@
 
 import os
 import pathlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self, TypeAlias, TypedDict, final, overload
 
@@ -105,6 +105,14 @@ class Database:
         self, sql: str, params: _Params = None, *, as_dict: bool = False, batch_size: int = 256
     ) -> RowIterator: ...
     def columns(self, sql: str) -> list[str]: ...
+    def create_function(
+        self,
+        name: str,
+        n_arg: int,
+        func: Callable[..., Any] | None,
+        *,
+        deterministic: bool = False,
+    ) -> None: ...
     def transaction(self) -> Transaction: ...
     def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]: ...
     def close(self) -> None: ...

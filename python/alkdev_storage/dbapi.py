@@ -475,6 +475,29 @@ class Connection:
             self._db()  # raises
         return Cursor(self)
 
+    def create_function(
+        self,
+        name: str,
+        narg: int,
+        func: Callable[..., Any] | None,
+        *,
+        deterministic: bool = False,
+    ) -> None:
+        """``sqlite3``'s ``create_function``: make `func` callable from SQL as
+        `name` with `narg` arguments (-1: any number); None removes it. It
+        is registered on the `alk.Database`, so every connection sharing it
+        (a pool's, with ``shared=True``) and every statement, on the writer
+        or a reader, sees it.
+
+        >>> import tempfile, os
+        >>> conn = connect(os.path.join(tempfile.mkdtemp(), "app.db"))
+        >>> conn.create_function("reverse", 1, lambda s: s[::-1], deterministic=True)
+        >>> conn.execute("SELECT reverse('stressed')").fetchone()
+        ('desserts',)
+        >>> conn.close()
+        """
+        self._db().create_function(name, narg, func, deterministic=deterministic)
+
     def execute(self, operation: str, parameters: _Params = ()) -> Cursor:
         """``sqlite3``'s shortcut: run `operation` on a new cursor and
         return it."""
