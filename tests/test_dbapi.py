@@ -759,3 +759,20 @@ def test_database_errors_come_through(conn: dbapi.Connection) -> None:
     cur.execute("INSERT INTO t(name) VALUES ('a')")
     with pytest.raises(dbapi.IntegrityError):
         cur.executemany("INSERT INTO t(name) VALUES (?)", [("b",), ("a",)])
+
+
+def test_shared_database_closed_elsewhere_is_replaced(path: Path) -> None:
+    a = dbapi.connect(path, shared=True)
+    first = a.database
+    first.close()  # behind the connection's back
+    with pytest.raises(errors.DatabaseClosedError):
+        a.execute("SELECT 1")
+    b = dbapi.connect(path, shared=True)  # a fresh database, not the closed one
+    assert b.database is not first and b.execute("SELECT 1").fetchone() == (1,)
+    a.close()  # releasing the stale one leaves the fresh one alone
+    assert not b.database.closed
+    c = dbapi.connect(path, shared=True)
+    assert c.database is b.database
+    b.close()
+    c.close()
+    assert first.closed

@@ -877,3 +877,19 @@ def test_functions_registered_on_connect(path: Path) -> None:
     with eng.connect() as conn:  # outside a transaction: a reader
         assert conn.scalar(select(func.slug(Author.name))) == "ada-lovelace"
     eng.dispose()
+
+
+def test_pool_recovers_when_the_database_is_closed(engine: Engine) -> None:
+    """A closed database counts as a disconnect: SQLAlchemy drops the pooled
+    connections and the next checkout opens the file afresh."""
+    from alkdev_storage.sqlalchemy import database
+
+    with engine.connect() as conn:
+        conn.execute(insert(Author).values(name="a"))
+        conn.commit()
+        database(conn).close()
+        with pytest.raises(exc.DBAPIError) as raised:
+            conn.execute(select(Author.name))
+        assert raised.value.connection_invalidated
+    with engine.connect() as conn:
+        assert conn.scalars(select(Author.name)).all() == ["a"]

@@ -914,13 +914,15 @@ def _acquire_shared(path: str | os.PathLike[str], options: dict[str, Any]) -> Co
     key: _SharedKey = (os.path.realpath(path), tuple(sorted(options.items())))
     with _shared_lock:
         db, users = _shared.get(key) or (None, 0)
-        if db is None:
-            db = _open(path, **options)
+        if db is None or db.closed:  # closed behind the connections' backs: start over
+            db, users = _open(path, **options), 0
         _shared[key] = (db, users + 1)
 
     def release(db: Database) -> None:
         with _shared_lock:
-            held, users = _shared[key]
+            held, users = _shared.get(key, (None, 0))
+            if held is not db:  # replaced after being closed elsewhere
+                return
             if users > 1:
                 _shared[key] = (held, users - 1)
                 return

@@ -36,6 +36,7 @@ from sqlalchemy.engine.interfaces import (
 from sqlalchemy.engine.url import URL
 
 from alkdev_storage import dbapi as _dbapi
+from alkdev_storage.errors import DatabaseClosedError
 
 HONKER_TABLE_PREFIX = "_honker_"
 """The tables honker keeps in every file (queues, streams, notifications,
@@ -138,7 +139,11 @@ class AlkdevDialect(SQLiteDialect):
         connection: Any,
         cursor: DBAPICursor | None,
     ) -> bool:
-        return isinstance(e, _dbapi.ProgrammingError) and "is closed" in str(e)
+        # The connection, or the shared database under it, was closed: the
+        # pool discards the connection and the next one opens afresh.
+        return isinstance(e, DatabaseClosedError) or (
+            isinstance(e, _dbapi.ProgrammingError) and "connection is closed" in str(e)
+        )
 
 
 dialect = AlkdevDialect
