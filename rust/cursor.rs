@@ -24,6 +24,8 @@ use crate::exec;
 
 struct Live {
     core: Arc<Core>,
+    /// Column names, read at the first row (see `fill`).
+    columns: Option<Vec<String>>,
     /// Borrows `*stmt`. Always `Some` until drop.
     rows: Option<Rows<'static>>,
     /// Borrows `*conn`. Owned; freed in `Drop`.
@@ -40,8 +42,8 @@ struct Live {
 unsafe impl Send for Live {}
 
 impl Live {
-    /// Prepare and bind on a reader. Returns the column names too.
-    fn start(core: Arc<Core>, sql: &str, params: &Params) -> Result<(Live, Vec<String>)> {
+    /// Prepare and bind on a reader.
+    fn start(core: Arc<Core>, sql: &str, params: &Params) -> Result<Live> {
         let conn = Box::into_raw(Box::new(core.acquire_reader()?));
         // SAFETY: `conn` stays allocated until `Drop`, after the statement
         // and cursor that borrow it are gone.
@@ -65,28 +67,48 @@ impl Live {
                 return Err(e);
             }
         };
-        let columns = stmt.column_names().into_iter().map(String::from).collect();
         let stmt = Box::into_raw(Box::new(stmt));
         // SAFETY: `stmt` stays allocated until `Drop`, after the cursor.
         let rows = unsafe { (*stmt).raw_query() };
-        Ok((
-            Live {
-                core,
-                rows: Some(rows),
-                stmt,
-                conn,
-            },
-            columns,
-        ))
+        Ok(Live {
+            core,
+            columns: None,
+            rows: Some(rows),
+            stmt,
+            conn,
+        })
     }
 
     /// Read up to `n` rows into `out`. Returns true once the rows are done.
-    fn fill(&mut self, n: usize, ncols: usize, out: &mut Vec<Value>) -> Result<bool> {
+    ///
+    /// The columns are taken at the first row, after SQLite's first step:
+    /// a cached statement compiled before a schema change is compiled again
+    /// by that step and may have other columns (`SELECT *` after
+    /// `ALTER TABLE ... ADD`). With no rows at all they are read once the
+    /// statement is done, which it then is.
+    fn fill(&mut self, n: usize, out: &mut Vec<Value>) -> Result<bool> {
         let rows = self.rows.as_mut().expect("cursor lives until drop");
         for _ in 0..n {
             match rows.next().map_err(Error::run)? {
-                Some(row) => exec::read_row(row, ncols, out)?,
-                None => return Ok(true),
+                Some(row) => {
+                    let columns = self.columns.get_or_insert_with(|| {
+                        let stmt = row.as_ref();
+                        stmt.column_names().into_iter().map(String::from).collect()
+                    });
+                    exec::read_row(row, columns.len(), out)?
+                }
+                None => {
+                    if self.columns.is_none() {
+                        // SAFETY: the finished cursor no longer borrows the
+                        // statement (rusqlite resets and releases it when
+                        // stepping reports the end), and the statement
+                        // lives until `Drop`.
+                        let stmt = unsafe { &*self.stmt };
+                        self.columns =
+                            Some(stmt.column_names().into_iter().map(String::from).collect());
+                    }
+                    return Ok(true);
+                }
             }
         }
         Ok(false)
@@ -136,10 +158,13 @@ impl RowIterator {
             return Err(Error::Programming("batch_size must be at least 1".into()).into());
         }
         let (live, columns, first) = detached(py, || -> Result<_> {
-            let (mut live, columns) = Live::start(core, sql, &params)?;
+            let mut live = Live::start(core, sql, &params)?;
             let mut values = Vec::new();
             // On an error `live` drops here, giving its reader back.
-            let done = live.fill(batch_size, columns.len(), &mut values)?;
+            let done = live.fill(batch_size, &mut values)?;
+            // `fill` read at least one row, or reached the end: either way
+            // the columns are known.
+            let columns = live.columns.clone().unwrap_or_default();
             Ok(((!done).then_some(live), columns, values))
         })?;
         let keys = if as_dict {
@@ -171,7 +196,7 @@ impl RowIterator {
                 return Ok(Vec::new());
             };
             let mut out = Vec::with_capacity(batch * ncols);
-            match cursor.fill(batch, ncols, &mut out) {
+            match cursor.fill(batch, &mut out) {
                 Ok(false) => {}
                 Ok(true) => *live = None,
                 Err(e) => {

@@ -201,22 +201,28 @@ pub fn fetch(
         return Ok(None);
     }
     bind(&mut stmt, params)?;
-    let ncols = stmt.column_count();
-    let columns: Vec<String> = if want_columns {
-        stmt.column_names().into_iter().map(String::from).collect()
-    } else {
-        Vec::new()
-    };
     let mut values = Vec::new();
     let mut count = 0usize;
+    let mut ncols = None;
     let mut rows = stmt.raw_query();
     while limit.is_none_or(|l| count < l) {
         let Some(row) = rows.next().map_err(Error::run)? else {
             break;
         };
-        read_row(row, ncols, &mut values)?;
+        // Counted after the first step: a cached statement compiled before
+        // a schema change is compiled again by that step, and may now
+        // have other columns (`SELECT *` after `ALTER TABLE ... ADD`).
+        let n = *ncols.get_or_insert_with(|| row.as_ref().column_count());
+        read_row(row, n, &mut values)?;
         count += 1;
     }
+    drop(rows);
+    let ncols = ncols.unwrap_or_else(|| stmt.column_count());
+    let columns: Vec<String> = if want_columns {
+        stmt.column_names().into_iter().map(String::from).collect()
+    } else {
+        Vec::new()
+    };
     Ok(Some(Fetched {
         columns,
         ncols,

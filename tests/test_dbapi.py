@@ -776,3 +776,22 @@ def test_shared_database_closed_elsewhere_is_replaced(path: Path) -> None:
     b.close()
     c.close()
     assert first.closed
+
+
+def test_description_follows_schema_changes(conn: dbapi.Connection) -> None:
+    """Descriptions are cached per statement, and checked against the
+    columns each run returns."""
+    cur = conn.cursor()
+    cur.execute("SELECT * FROM t")
+    assert [d[0] for d in cur.description or ()] == ["id", "name", "n"]
+    cur.execute("INSERT INTO t(name) VALUES ('a')")
+    cur.execute("SELECT * FROM t")  # in the transaction, on the writer
+    assert cur.fetchall() == [(1, "a", None)]
+    cur.execute("ALTER TABLE t ADD COLUMN extra TEXT DEFAULT 'x'")
+    cur.execute("SELECT * FROM t")  # the writer's cached statement is stale
+    assert [d[0] for d in cur.description or ()] == ["id", "name", "n", "extra"]
+    assert cur.fetchall() == [(1, "a", None, "x")]
+    conn.commit()
+    cur.execute("SELECT * FROM t")  # outside: a reader's cached statement
+    assert [d[0] for d in cur.description or ()] == ["id", "name", "n", "extra"]
+    assert cur.fetchall() == [(1, "a", None, "x")]

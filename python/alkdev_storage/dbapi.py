@@ -249,7 +249,7 @@ class _Shape:
     it has no result columns. Both facts are properties of the statement,
     not of the data, so they are kept per text (see `_shape`)."""
 
-    __slots__ = ("control", "first", "no_rows", "savepoint", "writes")
+    __slots__ = ("control", "first", "no_rows", "result", "savepoint", "writes")
 
     def __init__(self, sql: str) -> None:
         words = _first_words(sql)
@@ -268,6 +268,11 @@ class _Shape:
             self.control = "COMMIT" if self.first == "END" else self.first
         self.writes = self.first in _WRITER_ONLY
         self.no_rows = False
+        # The result columns seen last time with their `description`, as one
+        # attribute (threads may replace it at once): a statement's columns
+        # change only with the schema, so comparing the names (no hashing)
+        # finds the cached tuples.
+        self.result: tuple[list[str], _Description | None] | None = None
 
 
 _SHAPES_MAX = 1024
@@ -710,7 +715,10 @@ class Cursor:
         if shape.control is not None:
             conn._control(shape.control)
             return self
-        params = _adapt(parameters)
+        if type(parameters) is tuple and _PLAIN.issuperset(map(type, parameters)):
+            params: _Params = parameters  # the common case, without a call
+        else:
+            params = _adapt(parameters)
         tx = conn._tx
         if tx is not None and not tx.active:  # ended directly on the native object
             tx = conn._tx = None
@@ -731,11 +739,11 @@ class Cursor:
                 shape.writes = True
             else:
                 self._rows = stream
-                columns = tuple(stream.columns)
-                description = _descriptions.get(columns)
-                self._description = (
-                    _description(columns) if description is None and columns else description
-                )
+                columns = stream.columns
+                result = shape.result
+                if result is None or result[0] != columns:
+                    result = shape.result = (columns, _description(columns))
+                self._description = result[1]
                 if not stream.exhausted:  # a long result: it streams
                     self._stream = stream
                     self._live_key = _register_live_stream(db, self)
@@ -761,7 +769,10 @@ class Cursor:
             return
         rows = tx.query(sql, params)
         self._rows = iter(rows)
-        self._describe(columns)
+        # Asked again now that it ran: a statement cached before a schema
+        # change is compiled again when run, and `SELECT *` may have gained
+        # columns; before running, only "has columns or not" is reliable.
+        self._describe(tx.columns(sql))
         if shape.first in _DML:  # ... RETURNING: one row per changed row
             self._rowcount = len(rows)
             if shape.first in ("INSERT", "REPLACE") and rows:

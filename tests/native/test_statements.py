@@ -198,3 +198,28 @@ def test_path_is_absolute(tmp_path, monkeypatch) -> None:
 def test_sqlite_is_bundled_and_recent() -> None:
     major, minor, _ = (int(p) for p in alk.sqlite_version().split("."))
     assert (major, minor) >= (3, 45)
+
+
+def test_cached_statements_follow_schema_changes(db_path) -> None:
+    """A statement cached before ALTER TABLE is compiled again by SQLite
+    when next run; its rows and column names must be the new ones, on the
+    reader that cached it and on the writer, whether rows come back or not."""
+    db = alk.connect(db_path, max_readers=1)
+    db.execute("CREATE TABLE s(a, b)")
+    db.execute("INSERT INTO s VALUES (1, 2)")
+    star, none = "SELECT * FROM s", "SELECT * FROM s WHERE a > 5"
+    assert db.query(star) == [(1, 2)] and list(db.iterate(star)) == [(1, 2)]
+    assert db.iterate(none).columns == ["a", "b"]
+    with db.transaction() as tx:
+        assert tx.query(star) == [(1, 2)]
+        tx.execute("ALTER TABLE s ADD COLUMN c DEFAULT 3")
+        assert tx.query(star) == [(1, 2, 3)]
+        assert tx.query_one(star, as_dict=True) == {"a": 1, "b": 2, "c": 3}
+    assert db.query(star) == [(1, 2, 3)]
+    db.execute("ALTER TABLE s ADD COLUMN d DEFAULT 4")
+    it = db.iterate(star)
+    assert it.columns == ["a", "b", "c", "d"] and list(it) == [(1, 2, 3, 4)]
+    db.execute("ALTER TABLE s ADD COLUMN e DEFAULT 5")
+    assert db.iterate(none).columns == ["a", "b", "c", "d", "e"]
+    assert db.query_one(star, as_dict=True) == {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}
+    db.close()
