@@ -150,7 +150,12 @@ fn run_bound(conn: &Connection, stmt: &mut Statement<'_>, sql: &str) -> Result<O
     let mut rows = stmt.raw_query();
     while rows.next().map_err(Error::run)?.is_some() {}
     drop(rows);
-    Ok(match kind(sql, stmt) {
+    Ok(outcome(conn, stmt, sql))
+}
+
+/// The rowcount and lastrowid of a statement that has just finished.
+fn outcome(conn: &Connection, stmt: &Statement<'_>, sql: &str) -> Outcome {
+    match kind(sql, stmt) {
         Kind::Other => Outcome::NOTHING,
         k => {
             let changes = conn.changes() as i64;
@@ -159,7 +164,7 @@ fn run_bound(conn: &Connection, stmt: &mut Statement<'_>, sql: &str) -> Result<O
                 lastrowid: (k == Kind::Insert && changes > 0).then(|| conn.last_insert_rowid()),
             }
         }
-    })
+    }
 }
 
 /// Run one statement with one parameter set.
@@ -201,6 +206,15 @@ pub fn fetch(
         return Ok(None);
     }
     bind(&mut stmt, params)?;
+    fetch_bound(&mut stmt, limit, want_columns).map(Some)
+}
+
+/// Read the rows of a bound statement (up to `limit`).
+fn fetch_bound(
+    stmt: &mut Statement<'_>,
+    limit: Option<usize>,
+    want_columns: bool,
+) -> Result<Fetched> {
     let mut values = Vec::new();
     let mut count = 0usize;
     let mut ncols = None;
@@ -223,11 +237,30 @@ pub fn fetch(
     } else {
         Vec::new()
     };
-    Ok(Some(Fetched {
+    Ok(Fetched {
         columns,
         ncols,
         values,
-    }))
+    })
+}
+
+/// Run one statement in full: its rows with their column names when it has
+/// result columns (a SELECT, or a change with RETURNING), and its outcome.
+/// Whether a statement has result columns does not depend on the schema,
+/// so it is known before it runs; which columns, only after.
+pub fn run(
+    conn: &Connection,
+    stats: &Stats,
+    sql: &str,
+    params: &Params,
+) -> Result<(Option<Fetched>, Outcome)> {
+    let mut stmt = prepare(conn, stats, sql)?;
+    bind(&mut stmt, params)?;
+    if stmt.column_count() == 0 {
+        return Ok((None, run_bound(conn, &mut stmt, sql)?));
+    }
+    let fetched = fetch_bound(&mut stmt, None, true)?;
+    Ok((Some(fetched), outcome(conn, &stmt, sql)))
 }
 
 /// Append one row's values to `out`.

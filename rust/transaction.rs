@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyList, PyTuple};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::Connection;
 
@@ -217,6 +217,28 @@ impl Transaction {
             exec::fetch(c, stats, sql, &params, Some(1), false, as_dict)
         })?;
         first_row(py, &fetched.expect("writer fetch returns rows"), as_dict)
+    }
+
+    /// One statement in full, for `alkdev_storage.dbapi`: `(columns, rows,
+    /// rowcount, lastrowid)`. `rows` is None (and `columns` empty) for a
+    /// statement without result columns; the column names are those it
+    /// ran with (after SQLite recompiled it for a changed schema, if it did).
+    #[pyo3(signature = (sql, params=None))]
+    fn _run<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        Self::refuse_control(sql)?;
+        let params = to_params(params)?;
+        let stats = &self.core.stats;
+        let (fetched, outcome) = self.with_conn(py, |c| exec::run(c, stats, sql, &params))?;
+        let (columns, rows) = match &fetched {
+            Some(f) => (f.columns.clone(), rows_to_py(py, f, false)?.into_any()),
+            None => (Vec::new(), py.None().into_bound(py)),
+        };
+        (columns, rows, outcome.rowcount, outcome.lastrowid).into_pyobject(py)
     }
 
     fn columns(&self, py: Python<'_>, sql: &str) -> PyResult<Vec<String>> {

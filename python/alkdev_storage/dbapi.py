@@ -761,23 +761,24 @@ class Cursor:
         return self
 
     def _run_in(self, tx: _native.Transaction, sql: str, params: _Params, shape: _Shape) -> None:
-        columns = [] if shape.no_rows else tx.columns(sql)
-        if not columns:
-            shape.no_rows = True
+        if shape.no_rows:  # known to have no result columns: the short way
             result = tx.execute(sql, params)
             self._rowcount, self._lastrowid = result.rowcount, result.lastrowid
             return
-        rows = tx.query(sql, params)
+        # One native call: the rows with the columns they ran with (a
+        # statement cached before a schema change is recompiled when run),
+        # or, for a statement without result columns, its counts.
+        columns, rows, rowcount, lastrowid = tx._run(sql, params)
+        if rows is None:
+            shape.no_rows = True
+            self._rowcount, self._lastrowid = rowcount, lastrowid
+            return
         self._rows = iter(rows)
-        # Asked again now that it ran: a statement cached before a schema
-        # change is compiled again when run, and `SELECT *` may have gained
-        # columns; before running, only "has columns or not" is reliable.
-        self._describe(tx.columns(sql))
+        self._describe(columns)
         if shape.first in _DML:  # ... RETURNING: one row per changed row
             self._rowcount = len(rows)
             if shape.first in ("INSERT", "REPLACE") and rows:
-                found = tx.query_one("SELECT last_insert_rowid()")
-                self._lastrowid = None if found is None else found[0]
+                self._lastrowid = lastrowid
 
     def _run_autocommit(self, db: Database, sql: str, params: _Params, shape: _Shape) -> None:
         columns: list[str] = []
