@@ -144,7 +144,22 @@ fn float(f: f64, out: &mut String) -> bool {
     if !f.is_finite() {
         return false;
     }
-    let sci = format!("{f:e}");
+    // `{:e}` gives the fewest digits that round-trip, but when two such
+    // strings are equally near (the double is exactly halfway between them)
+    // it may pick the upper one, where Python's repr rounds half to even:
+    // format again to that many digits, correctly rounded, and keep it when
+    // it still reads back as the same double.
+    let shortest = format!("{f:e}");
+    let precision = shortest
+        .split_once('e')
+        .map_or(0, |(m, _)| m.bytes().filter(u8::is_ascii_digit).count())
+        .saturating_sub(1);
+    let rounded = format!("{f:.precision$e}");
+    let sci = if rounded.parse::<f64>() == Ok(f) {
+        rounded
+    } else {
+        shortest
+    };
     let (mantissa, exp) = sci.split_once('e').expect("{:e} always has an exponent");
     let exp: i32 = exp.parse().expect("{:e} writes an integer exponent");
     let (negative, mantissa) = match mantissa.strip_prefix('-') {

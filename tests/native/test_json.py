@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import struct
 from typing import Any
 
 import pytest
@@ -37,6 +39,7 @@ def test_matches_json_dumps(value: Any) -> None:
     "value",
     [
         0.1,
+        70368744177664.12,  # exactly halfway between two shortest forms: repr rounds to even
         1e15,
         1e16,
         1.5e16,
@@ -81,3 +84,16 @@ def test_circular_references_are_refused() -> None:
     loop.append(loop)
     with pytest.raises(ValueError, match="JSON"):
         json_dumps(loop)
+
+
+def test_floats_match_repr_in_bulk() -> None:
+    """repr's digits for many doubles at once: random bit patterns, and
+    values with few significant bits, where ties between two shortest
+    forms are common."""
+    rng = random.Random(20261130)
+    values = [
+        struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(50_000)
+    ]
+    values += [rng.randrange(1, 2**20) * 2.0 ** rng.randrange(-60, 60) for _ in range(50_000)]
+    values = [v for v in values if math.isfinite(v)]
+    assert json_dumps(values) == json.dumps(values)
