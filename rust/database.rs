@@ -630,7 +630,7 @@ impl Database {
         let core = &*self.core;
         Ok(detached(py, || {
             let conn = core.acquire_reader()?;
-            let out = exec::columns(&conn, &core.stats, sql);
+            let out = exec::columns(&conn, sql);
             core.release_reader(conn);
             out
         })?)

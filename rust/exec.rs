@@ -277,9 +277,15 @@ pub fn read_row(row: &rusqlite::Row<'_>, ncols: usize, out: &mut Vec<Value>) -> 
     Ok(())
 }
 
-/// Column names of a statement, without running it.
-pub fn columns(conn: &Connection, stats: &Stats, sql: &str) -> Result<Vec<String>> {
-    let stmt = prepare(conn, stats, sql)?;
+/// Column names of a statement, without running it, against the schema as
+/// it is now. A connection compiles against the schema it last loaded and
+/// notices another connection's change only when a statement runs; so run
+/// an empty read of the schema table first (which reloads it if it
+/// changed), then compile afresh rather than take a cached statement, which
+/// keeps the columns it was compiled with until it next runs.
+pub fn columns(conn: &Connection, sql: &str) -> Result<Vec<String>> {
+    control(conn, "SELECT 1 FROM sqlite_schema LIMIT 0")?;
+    let stmt = conn.prepare(sql).map_err(Error::prepare)?;
     Ok(stmt.column_names().into_iter().map(String::from).collect())
 }
 

@@ -242,8 +242,7 @@ impl Transaction {
     }
 
     fn columns(&self, py: Python<'_>, sql: &str) -> PyResult<Vec<String>> {
-        let stats = &self.core.stats;
-        Ok(self.with_conn(py, |c| exec::columns(c, stats, sql))?)
+        Ok(self.with_conn(py, |c| exec::columns(c, sql))?)
     }
 
     /// Open a nested savepoint; use it as a context manager.

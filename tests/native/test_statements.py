@@ -223,3 +223,16 @@ def test_cached_statements_follow_schema_changes(db_path) -> None:
     assert db.iterate(none).columns == ["a", "b", "c", "d", "e"]
     assert db.query_one(star, as_dict=True) == {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}
     db.close()
+
+
+def test_columns_reports_the_current_schema(db_path) -> None:
+    db = alk.connect(db_path, max_readers=1)
+    db.execute("CREATE TABLE c(a)")
+    assert db.columns("SELECT * FROM c") == ["a"]
+    assert db.query("SELECT * FROM c") == []  # cached on the reader
+    db.execute("ALTER TABLE c ADD COLUMN b")
+    assert db.columns("SELECT * FROM c") == ["a", "b"]
+    with db.transaction() as tx:
+        tx.execute("ALTER TABLE c ADD COLUMN d")
+        assert tx.columns("SELECT * FROM c") == ["a", "b", "d"]
+    db.close()
