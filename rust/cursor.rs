@@ -24,8 +24,10 @@ use crate::exec;
 
 struct Live {
     core: Arc<Core>,
-    /// Column names, read at the first row (see `fill`).
+    /// Column names, read at the first row (see `fill`) and then handed to
+    /// the iterator; `ncols` stays.
     columns: Option<Vec<String>>,
+    ncols: Option<usize>,
     /// Borrows `*stmt`. Always `Some` until drop.
     rows: Option<Rows<'static>>,
     /// Borrows `*conn`. Owned; freed in `Drop`.
@@ -73,6 +75,7 @@ impl Live {
         Ok(Live {
             core,
             columns: None,
+            ncols: None,
             rows: Some(rows),
             stmt,
             conn,
@@ -91,21 +94,34 @@ impl Live {
         for _ in 0..n {
             match rows.next().map_err(Error::run)? {
                 Some(row) => {
-                    let columns = self.columns.get_or_insert_with(|| {
-                        let stmt = row.as_ref();
-                        stmt.column_names().into_iter().map(String::from).collect()
-                    });
-                    exec::read_row(row, columns.len(), out)?
+                    let ncols = match self.ncols {
+                        Some(n) => n,
+                        None => {
+                            let names: Vec<String> = row
+                                .as_ref()
+                                .column_names()
+                                .into_iter()
+                                .map(String::from)
+                                .collect();
+                            let n = names.len();
+                            self.ncols = Some(n);
+                            self.columns = Some(names);
+                            n
+                        }
+                    };
+                    exec::read_row(row, ncols, out)?
                 }
                 None => {
-                    if self.columns.is_none() {
+                    if self.ncols.is_none() {
                         // SAFETY: the finished cursor no longer borrows the
                         // statement (rusqlite resets and releases it when
                         // stepping reports the end), and the statement
                         // lives until `Drop`.
                         let stmt = unsafe { &*self.stmt };
-                        self.columns =
-                            Some(stmt.column_names().into_iter().map(String::from).collect());
+                        let names: Vec<String> =
+                            stmt.column_names().into_iter().map(String::from).collect();
+                        self.ncols = Some(names.len());
+                        self.columns = Some(names);
                     }
                     return Ok(true);
                 }
@@ -164,7 +180,7 @@ impl RowIterator {
             let done = live.fill(batch_size, &mut values)?;
             // `fill` read at least one row, or reached the end: either way
             // the columns are known.
-            let columns = live.columns.clone().unwrap_or_default();
+            let columns = live.columns.take().unwrap_or_default();
             Ok(((!done).then_some(live), columns, values))
         })?;
         let keys = if as_dict {
