@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use rusqlite::types::Value;
-use rusqlite::{CachedStatement, Connection, Rows};
+use rusqlite::{CachedStatement, Connection, Rows, Statement};
 
 use crate::convert::Params;
 use crate::database::{column_keys, row_dict, row_tuple, Core};
@@ -97,16 +97,7 @@ impl Live {
                     let ncols = match self.ncols {
                         Some(n) => n,
                         None => {
-                            let names: Vec<String> = row
-                                .as_ref()
-                                .column_names()
-                                .into_iter()
-                                .map(String::from)
-                                .collect();
-                            let n = names.len();
-                            self.ncols = Some(n);
-                            self.columns = Some(names);
-                            n
+                            Self::note_columns(&mut self.ncols, &mut self.columns, row.as_ref())
                         }
                     };
                     exec::read_row(row, ncols, out)?
@@ -118,16 +109,28 @@ impl Live {
                         // stepping reports the end), and the statement
                         // lives until `Drop`.
                         let stmt = unsafe { &*self.stmt };
-                        let names: Vec<String> =
-                            stmt.column_names().into_iter().map(String::from).collect();
-                        self.ncols = Some(names.len());
-                        self.columns = Some(names);
+                        Self::note_columns(&mut self.ncols, &mut self.columns, stmt);
                     }
                     return Ok(true);
                 }
             }
         }
         Ok(false)
+    }
+
+    /// Record the statement's columns (count and names); returns the count.
+    /// Takes the fields rather than `self`: the caller holds a row that
+    /// borrows the cursor.
+    fn note_columns(
+        ncols: &mut Option<usize>,
+        columns: &mut Option<Vec<String>>,
+        stmt: &Statement<'_>,
+    ) -> usize {
+        let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let n = names.len();
+        *ncols = Some(n);
+        *columns = Some(names);
+        n
     }
 }
 

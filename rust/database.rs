@@ -116,7 +116,7 @@ impl Core {
         let installed = self.configured_readers.lock().get(&key).copied();
         if installed != Some(current) {
             let setup = match installed {
-                None => self.configure(&conn),
+                None => configure(&conn, &self.settings),
                 Some(_) => Ok(()),
             }
             .and_then(|()| self.functions.install(&conn).map_err(Error::run));
@@ -135,14 +135,6 @@ impl Core {
 
     pub fn release_reader(&self, conn: Connection) {
         self.readers.release(conn);
-    }
-
-    fn configure(&self, conn: &Connection) -> Result<()> {
-        conn.busy_timeout(self.settings.busy_timeout)
-            .map_err(Error::run)?;
-        conn.set_prepared_statement_cache_capacity(self.settings.statement_cache);
-        honker_core::attach_honker_functions(conn).map_err(Error::run)?;
-        crate::functions::register(conn).map_err(Error::run)
     }
 
     /// Run `work` on a reader; if it answers `None` (the statement writes),
@@ -281,12 +273,19 @@ fn open_writer(path: &Path, readonly: bool, settings: &Settings) -> Result<Conne
         }
         conn
     };
+    configure(&conn, settings)?;
+    Ok(conn)
+}
+
+/// What every connection of a database gets, the writer and each reader:
+/// the busy timeout, the statement cache size, honker's SQL functions and
+/// ours.
+fn configure(conn: &Connection, settings: &Settings) -> Result<()> {
     conn.busy_timeout(settings.busy_timeout)
         .map_err(Error::run)?;
     conn.set_prepared_statement_cache_capacity(settings.statement_cache);
-    honker_core::attach_honker_functions(&conn).map_err(Error::run)?;
-    crate::functions::register(&conn).map_err(Error::run)?;
-    Ok(conn)
+    honker_core::attach_honker_functions(conn).map_err(Error::run)?;
+    crate::functions::register(conn).map_err(Error::run)
 }
 
 /// Create honker's schema and our index in one transaction opened by
