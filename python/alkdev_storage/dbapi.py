@@ -291,24 +291,10 @@ def _shape(sql: str) -> _Shape:
 
 _NO_ROWS: Iterator[tuple[Any, ...]] = iter(())
 
-_DESCRIPTIONS_MAX = 1024
-_descriptions: dict[tuple[str, ...], _Description] = {}
-
 
 def _description(columns: Sequence[str]) -> _Description | None:
-    """``description`` for these result columns; None for no columns. Kept
-    per column list (bounded), so a statement run again reuses its tuples
-    (`Cursor.execute` looks in ``_descriptions`` itself first)."""
-    if not columns:
-        return None
-    key = tuple(columns)
-    found = _descriptions.get(key)
-    if found is None:
-        found = tuple((name, None, None, None, None, None, None) for name in columns)
-        if len(_descriptions) >= _DESCRIPTIONS_MAX:
-            _descriptions.clear()
-        _descriptions[key] = found
-    return found
+    """``description`` for these result columns; None for no columns."""
+    return tuple((name, None, None, None, None, None, None) for name in columns) or None
 
 
 # Streams a thread holds open, per database: at most one. A stream holds a
@@ -667,12 +653,16 @@ class Cursor:
         other statements or an insert that added nothing."""
         return self._lastrowid
 
-    def _release(self) -> None:
-        """Forget the current result, giving its reader back to the pool."""
+    def _drop_rows(self) -> None:
+        """Forget the current rows, giving their reader back to the pool."""
         if self._stream is not None or self._live_key is not None:
             self._end_stream()
         self._rows = _NO_ROWS
         self._description = None
+
+    def _release(self) -> None:
+        """Forget the current result: its rows and its counts."""
+        self._drop_rows()
         self._rowcount = -1
         self._lastrowid = None
 
@@ -691,26 +681,26 @@ class Cursor:
         if key is not None:
             _unregister_live_stream(key, self)
 
-    def _describe(self, columns: list[str]) -> None:
-        self._description = _description(columns)
+    def _describe(self, shape: _Shape, columns: list[str]) -> None:
+        """Set ``description``, reusing the statement's tuples while its
+        columns stay the same."""
+        result = shape.result
+        if result is None or result[0] != columns:
+            result = shape.result = (columns, _description(columns))
+        self._description = result[1]
 
     # -------------------------------------------------------- execution
 
     def execute(self, operation: str, parameters: _Params = ()) -> Cursor:
         """Run one statement; returns the cursor, so
         ``cur.execute(...).fetchall()`` works."""
-        # The checks of _conn() and _release(), inlined: this is the path
-        # every statement of an ORM takes.
+        # _conn()'s check, inlined: this is the path every statement of an
+        # ORM takes.
         conn = self._connection
         if conn is None or conn._database is None:
             self._conn()  # raises the right error
         assert conn is not None
-        if self._stream is not None or self._live_key is not None:
-            self._end_stream()
-        self._rows = _NO_ROWS
-        self._description = None
-        self._rowcount = -1
-        self._lastrowid = None
+        self._release()
         shape = _shapes.get(operation) or _shape(operation)
         if shape.control is not None:
             conn._control(shape.control)
@@ -739,11 +729,7 @@ class Cursor:
                 shape.writes = True
             else:
                 self._rows = stream
-                columns = stream.columns
-                result = shape.result
-                if result is None or result[0] != columns:
-                    result = shape.result = (columns, _description(columns))
-                self._description = result[1]
+                self._describe(shape, stream.columns)
                 if not stream.exhausted:  # a long result: it streams
                     self._stream = stream
                     self._live_key = _register_live_stream(db, self)
@@ -774,7 +760,7 @@ class Cursor:
             self._rowcount, self._lastrowid = rowcount, lastrowid
             return
         self._rows = iter(rows)
-        self._describe(columns)
+        self._describe(shape, columns)
         if shape.first in _DML:  # ... RETURNING: one row per changed row
             self._rowcount = len(rows)
             if shape.first in ("INSERT", "REPLACE") and rows:
@@ -794,7 +780,7 @@ class Cursor:
         # to the writer as its own transaction.
         rows = db.query(sql, params)
         self._rows = iter(rows)
-        self._describe(columns)
+        self._describe(shape, columns)
         if shape.first in _DML:
             self._rowcount = len(rows)
 
@@ -830,10 +816,7 @@ class Cursor:
         conn = self._connection
         if conn is None or conn._database is None:
             self._conn()  # raises
-        row = next(self._rows, None)
-        if row is None and self._stream is not None:
-            self._end_stream()  # exhausted: give the reader back now
-        return row
+        return self._next()
 
     def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
         """Up to `size` (default ``arraysize``) next rows; [] at the end."""
@@ -880,10 +863,7 @@ class Cursor:
         them after closing the cursor of an INSERT). Closing twice is a
         no-op."""
         if self._connection is not None:
-            if self._stream is not None or self._live_key is not None:
-                self._end_stream()
-            self._rows = _NO_ROWS
-            self._description = None
+            self._drop_rows()
             self._connection = None
 
     def __enter__(self) -> Cursor:
@@ -922,7 +902,9 @@ _shared: dict[_SharedKey, tuple[Database, int]] = {}
 _shared_lock = threading.Lock()
 
 
-def _acquire_shared(path: str | os.PathLike[str], options: dict[str, Any]) -> Connection:
+def _acquire_shared(
+    path: str | os.PathLike[str], options: dict[str, Any], *, autocommit: bool
+) -> Connection:
     key: _SharedKey = (os.path.realpath(path), tuple(sorted(options.items())))
     with _shared_lock:
         db, users = _shared.get(key) or (None, 0)
@@ -941,7 +923,7 @@ def _acquire_shared(path: str | os.PathLike[str], options: dict[str, Any]) -> Co
             del _shared[key]
         db.close()
 
-    return Connection(db, on_close=release, autocommit=False)
+    return Connection(db, on_close=release, autocommit=autocommit)
 
 
 def connect(
@@ -985,9 +967,7 @@ def connect(
         return Connection(db, on_close=None, autocommit=autocommit)
     assert database is not None
     if shared:
-        conn = _acquire_shared(database, kwargs)
-        conn._autocommit = autocommit
-        return conn
+        return _acquire_shared(database, kwargs, autocommit=autocommit)
     return Connection(_open(database, **kwargs), on_close=Database.close, autocommit=autocommit)
 
 
