@@ -178,53 +178,52 @@ class Comparison:
     def markdown(self) -> str:
         import sqlalchemy
 
-        a, p = self.alkdev.count(), self.pysqlite.count()
-        rows = [
-            "| | passed | skipped | failed | errors |",
-            "|---|---:|---:|---:|---:|",
-            f"| `sqlite+alkdev` (SQLite {self.alkdev.sqlite}, bundled) "
-            f"| {a['passed']} | {a['skipped']} | {a['failed']} | {a['error']} |",
-            f"| `sqlite+pysqlite` (SQLite {self.pysqlite.sqlite}, the system's) "
-            f"| {p['passed']} | {p['skipped']} | {p['failed']} "
-            f"| {p['error']} |",
-        ]
         lost = self.lost()
+        both = self.pysqlite.with_outcome("failed", "error") & self.alkdev.with_outcome(
+            "failed", "error"
+        )
         lines = [
             f"SQLAlchemy {sqlalchemy.__version__}, {len(self.alkdev.outcomes)} tests, the "
             "same requirements class for both drivers "
             "(`compliance/sqlalchemy/requirements.py`):",
             "",
-            *rows,
+            "| | passed | skipped | failed | errors |",
+            "|---|---:|---:|---:|---:|",
+            _count_row(f"`sqlite+alkdev` (SQLite {self.alkdev.sqlite}, bundled)", self.alkdev),
+            _count_row(
+                f"`sqlite+pysqlite` (SQLite {self.pysqlite.sqlite}, the system's)", self.pysqlite
+            ),
             "",
             f"Passed on pysqlite and not on alkdev: {len(lost)} tests, each listed:",
             "",
-            "| tests | n | reason |",
-            "|---|---:|---|",
-        ]
-        for pattern, reason in ALKDEV_ONLY.items():
-            n = sum(bool(re.match(pattern, t)) for t in lost)
-            lines.append(f"| `{_cell(pattern)}` | {n} | {reason} |")
-        both = self.pysqlite.with_outcome("failed", "error") & self.alkdev.with_outcome(
-            "failed", "error"
-        )
-        lines += [
+            *_pattern_table("reason", ALKDEV_ONLY, lost),
             "",
             f"Failing on both drivers: {len(both)} tests, SQLAlchemy's SQLite reflection "
             "against the suite's expectations:",
             "",
-            "| tests | n | cause |",
-            "|---|---:|---|",
+            *_pattern_table("cause", BOTH, both),
         ]
-        for pattern, reason in BOTH.items():
-            n = sum(bool(re.match(pattern, t)) for t in both)
-            lines.append(f"| `{_cell(pattern)}` | {n} | {reason} |")
         gained = self.alkdev.with_outcome("passed") - self.pysqlite.with_outcome("passed")
         lines += ["", f"Passed on alkdev and not on pysqlite: {len(gained)} tests."]
         return "\n".join(lines)
 
 
-def _cell(pattern: str) -> str:
-    return pattern.replace("|", "\\|")
+def _count_row(label: str, run: Run) -> str:
+    counts = run.count()
+    return (
+        f"| {label} | {counts['passed']} | {counts['skipped']} | {counts['failed']} "
+        f"| {counts['error']} |"
+    )
+
+
+def _pattern_table(heading: str, table: dict[str, str], tests: set[str]) -> list[str]:
+    """A markdown table: each pattern, how many of `tests` it matches, why."""
+    rows = [f"| tests | n | {heading} |", "|---|---:|---|"]
+    for pattern, why in table.items():
+        n = sum(bool(re.match(pattern, t)) for t in tests)
+        cell = pattern.replace("|", "\\|")
+        rows.append(f"| `{cell}` | {n} | {why} |")
+    return rows
 
 
 def compare() -> Comparison:
