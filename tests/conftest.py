@@ -4,8 +4,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import strategies as st
 
 import alkdev_storage as alk
+
+# Any JSON value, and attribute documents built from them: what graph
+# attributes and other JSON columns may hold (imported by the tests).
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+attribute_docs = st.dictionaries(st.text(max_size=6), json_values, max_size=4)
 
 
 @pytest.fixture

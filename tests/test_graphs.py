@@ -35,6 +35,7 @@ from alkdev_storage.errors import (
 from alkdev_storage.metagraph import EdgeTypeSpec, GraphConfig, GraphTypeSpec, NodeTypeSpec
 from alkdev_storage.metagraph.graphs import Graph, Graphs
 from alkdev_storage.metagraph.types import SYSTEM, Actor, GraphTypes
+from conftest import attribute_docs
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -942,20 +943,6 @@ def test_round_trip_keeps_anonymous_edges_in_order(graphs: Graphs) -> None:
     again = copy.export()
     assert json.dumps(again) == json.dumps(doc)
     assert [e["attributes"]["i"] for e in again["edges"]] == [0, 1, 2, 3, 4, 5]
-
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
-attribute_docs = st.dictionaries(st.text(max_size=6), json_values, max_size=4)
 
 
 @st.composite

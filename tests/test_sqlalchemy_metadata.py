@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import alkdev_storage as alk
 from alkdev_storage import identity
 from alkdev_storage.metagraph import EdgeTypeSpec, GraphConfig, GraphTypeSpec, NodeTypeSpec
 from alkdev_storage.metagraph.graphs import Edge, Node
 from alkdev_storage.sqlalchemy import metadata as m
+from conftest import attribute_docs
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -406,25 +406,12 @@ def test_graphs_and_types_in_each_file(world: World) -> None:
     assert canonical == tenant_copies == [(world.store.graph_types.get("acl").id, "acl", 1)]
 
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
-
-
 @settings(
     max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(attributes=st.dictionaries(st.text(max_size=6), json_values, max_size=4))
+@given(attributes=attribute_docs)
 def test_json_columns_decode_to_what_the_api_returns(
     world: World, attributes: dict[str, Any]
 ) -> None:
