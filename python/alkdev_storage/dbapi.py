@@ -709,9 +709,7 @@ class Cursor:
             params: _Params = parameters  # the common case, without a call
         else:
             params = _adapt(parameters)
-        tx = conn._tx
-        if tx is not None and not tx.active:  # ended directly on the native object
-            tx = conn._tx = None
+        tx = conn.transaction
         if tx is None and not shape.writes:
             # No transaction yet: a read runs on a reader snapshot; the first
             # batch of rows comes back with the call, and a result that fits
