@@ -163,6 +163,42 @@ pub fn to_params(params: Option<&Bound<'_, PyAny>>) -> PyResult<Params> {
     }
 }
 
+/// Convert positional parameters (`None`, a tuple or a list) whose values
+/// are all of the exact types stored as they are (None, int, float, str,
+/// bytes, bool). `None` when anything else is there: the caller then takes
+/// a path that adapts values first (`dbapi`'s dates and times).
+pub fn plain_params(params: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Params>> {
+    let Some(obj) = params else {
+        return Ok(Some(Params::NONE));
+    };
+    if obj.is_none() {
+        return Ok(Some(Params::NONE));
+    }
+    let plain = |items: &mut dyn Iterator<Item = Bound<'_, PyAny>>| {
+        let mut values = Vec::new();
+        for (i, v) in items.enumerate() {
+            let exact = v.is_none()
+                || v.is_exact_instance_of::<PyString>()
+                || v.is_exact_instance_of::<PyInt>()
+                || v.is_exact_instance_of::<PyFloat>()
+                || v.is_exact_instance_of::<PyBytes>()
+                || v.is_exact_instance_of::<PyBool>();
+            if !exact {
+                return Ok(None);
+            }
+            values.push(to_value(&v, &|| format!("parameter {}", i + 1))?);
+        }
+        Ok(Some(Params::Positional(values)))
+    };
+    if let Ok(t) = obj.cast_exact::<PyTuple>() {
+        return plain(&mut t.iter());
+    }
+    if let Ok(l) = obj.cast_exact::<PyList>() {
+        return plain(&mut l.iter());
+    }
+    Ok(None)
+}
+
 fn bad_params(obj: &Bound<'_, PyAny>) -> PyErr {
     let type_name = obj
         .get_type()

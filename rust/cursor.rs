@@ -22,11 +22,12 @@ use crate::detach::detached;
 use crate::errors::{Error, Result};
 use crate::exec;
 
-struct Live {
+pub(crate) struct Live {
     core: Arc<Core>,
     /// Column names, read at the first row (see `fill`) and then handed to
-    /// the iterator; `ncols` stays.
-    columns: Option<Vec<String>>,
+    /// the iterator; `ncols` stays. Left `None` when they equal the names
+    /// the caller already knew (`fill`'s `known`).
+    pub(crate) columns: Option<Vec<String>>,
     ncols: Option<usize>,
     /// Borrows `*stmt`. Always `Some` until drop.
     rows: Option<Rows<'static>>,
@@ -45,7 +46,7 @@ unsafe impl Send for Live {}
 
 impl Live {
     /// Prepare and bind on a reader.
-    fn start(core: Arc<Core>, sql: &str, params: &Params) -> Result<Live> {
+    pub(crate) fn start(core: Arc<Core>, sql: &str, params: &Params) -> Result<Live> {
         let conn = Box::into_raw(Box::new(core.acquire_reader()?));
         // SAFETY: `conn` stays allocated until `Drop`, after the statement
         // and cursor that borrow it are gone.
@@ -88,17 +89,26 @@ impl Live {
     /// a cached statement compiled before a schema change is compiled again
     /// by that step and may have other columns (`SELECT *` after
     /// `ALTER TABLE ... ADD`). With no rows at all they are read once the
-    /// statement is done, which it then is.
-    fn fill(&mut self, n: usize, out: &mut Vec<Value>) -> Result<bool> {
+    /// statement is done, which it then is. Names equal to `known` (those
+    /// the caller saw last time) are not copied: `columns` stays `None`.
+    pub(crate) fn fill(
+        &mut self,
+        n: usize,
+        known: Option<&[String]>,
+        out: &mut Vec<Value>,
+    ) -> Result<bool> {
         let rows = self.rows.as_mut().expect("cursor lives until drop");
         for _ in 0..n {
             match rows.next().map_err(Error::run)? {
                 Some(row) => {
                     let ncols = match self.ncols {
                         Some(n) => n,
-                        None => {
-                            Self::note_columns(&mut self.ncols, &mut self.columns, row.as_ref())
-                        }
+                        None => Self::note_columns(
+                            &mut self.ncols,
+                            &mut self.columns,
+                            known,
+                            row.as_ref(),
+                        ),
                     };
                     exec::read_row(row, ncols, out)?
                 }
@@ -109,7 +119,7 @@ impl Live {
                         // stepping reports the end), and the statement
                         // lives until `Drop`.
                         let stmt = unsafe { &*self.stmt };
-                        Self::note_columns(&mut self.ncols, &mut self.columns, stmt);
+                        Self::note_columns(&mut self.ncols, &mut self.columns, known, stmt);
                     }
                     return Ok(true);
                 }
@@ -118,18 +128,27 @@ impl Live {
         Ok(false)
     }
 
-    /// Record the statement's columns (count and names); returns the count.
-    /// Takes the fields rather than `self`: the caller holds a row that
-    /// borrows the cursor.
+    /// Record the statement's columns (count, and names unless they equal
+    /// `known`); returns the count. Takes the fields rather than `self`: the
+    /// caller holds a row that borrows the cursor.
     fn note_columns(
         ncols: &mut Option<usize>,
         columns: &mut Option<Vec<String>>,
+        known: Option<&[String]>,
         stmt: &Statement<'_>,
     ) -> usize {
-        let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
-        let n = names.len();
+        let n = stmt.column_count();
         *ncols = Some(n);
-        *columns = Some(names);
+        let same = known.is_some_and(|names| {
+            names.len() == n
+                && names
+                    .iter()
+                    .enumerate()
+                    .all(|(i, name)| stmt.column_name(i).is_ok_and(|c| c == name))
+        });
+        if !same {
+            *columns = Some(stmt.column_names().into_iter().map(String::from).collect());
+        }
         n
     }
 }
@@ -180,7 +199,7 @@ impl RowIterator {
             let mut live = Live::start(core, sql, &params)?;
             let mut values = Vec::new();
             // On an error `live` drops here, giving its reader back.
-            let done = live.fill(batch_size, &mut values)?;
+            let done = live.fill(batch_size, None, &mut values)?;
             // `fill` read at least one row, or reached the end: either way
             // the columns are known.
             let columns = live.columns.take().unwrap_or_default();
@@ -206,6 +225,42 @@ impl RowIterator {
         Ok(iterator)
     }
 
+    /// A tuple-row iterator over a result whose first rows the caller has
+    /// already read (and converted) from `live`: the DB-API cursor's stream.
+    pub(crate) fn streaming(
+        live: Live,
+        columns: Vec<String>,
+        batch_size: usize,
+        first: VecDeque<Py<PyAny>>,
+    ) -> Self {
+        RowIterator {
+            live: Mutex::new(Some(live)),
+            columns,
+            keys: Vec::new(),
+            as_dict: false,
+            batch_size,
+            buffer: Mutex::new(first),
+        }
+    }
+
+    /// The next row, reading another batch when the buffer is empty; `None`
+    /// at the end (the reader is back in the pool by then).
+    pub(crate) fn next_row(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if let Some(row) = self.buffer.lock().pop_front() {
+            return Ok(Some(row));
+        }
+        self.refill(py)?;
+        Ok(self.buffer.lock().pop_front())
+    }
+
+    /// Drop the unread rows and give the reader back. Idempotent.
+    pub(crate) fn stop(&self, py: Python<'_>) {
+        detached(py, || drop(self.live.lock().take()));
+        // Taken out before the rows drop: a row's release may run Python.
+        let rows = std::mem::take(&mut *self.buffer.lock());
+        drop(rows);
+    }
+
     fn refill(&self, py: Python<'_>) -> PyResult<()> {
         let ncols = self.columns.len();
         let batch = self.batch_size;
@@ -215,7 +270,7 @@ impl RowIterator {
                 return Ok(Vec::new());
             };
             let mut out = Vec::with_capacity(batch * ncols);
-            match cursor.fill(batch, &mut out) {
+            match cursor.fill(batch, None, &mut out) {
                 Ok(false) => {}
                 Ok(true) => *live = None,
                 Err(e) => {
@@ -269,17 +324,12 @@ impl RowIterator {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        if let Some(row) = self.buffer.lock().pop_front() {
-            return Ok(Some(row));
-        }
-        self.refill(py)?;
-        Ok(self.buffer.lock().pop_front())
+        self.next_row(py)
     }
 
     /// Stop early and give the reader back. Idempotent.
     fn close(&self, py: Python<'_>) {
-        detached(py, || drop(self.live.lock().take()));
-        self.buffer.lock().clear();
+        self.stop(py);
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

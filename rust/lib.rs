@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod convert;
 mod cursor;
 mod database;
+mod dbapi;
 mod detach;
 mod errors;
 mod exec;
@@ -54,12 +55,15 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sqlite_version, m)?)?;
     m.add_function(wrap_pyfunction!(primitives::cron_next_after, m)?)?;
     m.add_function(wrap_pyfunction!(json::json_dumps, m)?)?;
+    m.add_function(wrap_pyfunction!(dbapi::_dbapi_hooks, m)?)?;
     m.add_class::<Database>()?;
     m.add_class::<job::Job>()?;
     m.add_class::<ExecuteResult>()?;
     m.add_class::<transaction::Transaction>()?;
     m.add_class::<transaction::Savepoint>()?;
     m.add_class::<cursor::RowIterator>()?;
+    m.add_class::<dbapi::CursorBase>()?;
+    m.add_class::<dbapi::Columns>()?;
     m.add_class::<schema::SchemaValidator>()?;
     #[cfg(unix)]
     {

@@ -314,10 +314,10 @@ def test_large_result_streams_outside_a_transaction(conn: dbapi.Connection) -> N
     conn.commit()
     cur = conn.cursor()
     cur.execute("SELECT n FROM t ORDER BY id")
-    assert isinstance(cur._stream, alk.RowIterator)  # not a materialised list
+    assert cur._streaming  # not a materialised list
     assert cur.fetchmany(3) == [(0,), (1,), (2,)]
     assert sum(r[0] for r in cur) == sum(range(3, 20_000))
-    assert cur._stream is None  # the reader went back to the pool
+    assert not cur._streaming  # the reader went back to the pool
 
 
 def test_half_read_cursors_never_exhaust_the_reader_pool(path: Path) -> None:
@@ -374,7 +374,10 @@ def test_stream_bookkeeping_is_dropped(conn: dbapi.Connection) -> None:
     cur = conn.cursor().execute("SELECT n FROM t")
     assert len(_live_streams) == before + 1
     assert len(cur.fetchall()) == 1000
+    assert not cur._streaming  # its reader is back; the entry goes at the next read
+    assert conn.cursor().execute("SELECT count(*) FROM t").fetchall() == [(1000,)]
     assert len(_live_streams) == before
+    assert cur.fetchall() == []  # settling an ended stream buffers nothing
     conn.cursor().execute("SELECT n FROM t").fetchone()  # half read, then collected
     assert len(_live_streams) == before
 

@@ -27,9 +27,10 @@ opens ``database.transaction()`` (``BEGIN IMMEDIATE``) and from then on every
 statement, reads included, runs in it until `Connection.commit` or
 `Connection.rollback`. Reads in the transaction see its own writes; their
 rows are fetched whole (the native transaction has no streaming cursor).
-``BEGIN``/``COMMIT``/``END``/``ROLLBACK`` in SQL are refused: use the
-connection's methods. With ``autocommit=True`` (or ``isolation_level=None``)
-every statement commits on its own.
+``BEGIN``/``COMMIT``/``END``/``ROLLBACK`` in SQL run on the connection's
+native transaction, as its methods do. With ``autocommit=True`` (or
+``isolation_level=None``) every statement commits on its own, until
+``BEGIN``.
 
 Parameters: ``paramstyle`` is ``qmark`` (``?``); the named style
 (``:name`` with a mapping) is accepted too. ``datetime.date``, ``time`` and
@@ -53,7 +54,7 @@ import os
 import threading
 import time as _time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, TypeAlias
 
@@ -182,7 +183,6 @@ ROWID = _TypeObject("ROWID", "ROWID", "INTEGER PRIMARY KEY")
 # ------------------------------------------------------------ statements
 
 _Params: TypeAlias = Sequence[Any] | Mapping[str, Any] | None
-_Description: TypeAlias = tuple[tuple[str, None, None, None, None, None, None], ...]
 
 _TEMPORAL = (_dt.date, _dt.time)  # datetime is a date (and pandas' Timestamp one)
 
@@ -245,11 +245,12 @@ _DML = frozenset({"INSERT", "REPLACE", "UPDATE", "DELETE"})
 
 class _Shape:
     """What this module learned about one SQL text: its leading keywords,
-    whether it writes (SQLite's verdict, from the reader probe) and whether
-    it has no result columns. Both facts are properties of the statement,
-    not of the data, so they are kept per text (see `_shape`)."""
+    whether it may run on a reader (until SQLite's reader probe finds it
+    writes), whether it has no result columns, and the columns it ran with.
+    All are properties of the statement, not of the data, so they are kept
+    per text (see `_shape`)."""
 
-    __slots__ = ("control", "first", "no_rows", "result", "savepoint", "writes")
+    __slots__ = ("columns", "control", "first", "no_rows", "reader", "savepoint")
 
     def __init__(self, sql: str) -> None:
         words = _first_words(sql)
@@ -266,13 +267,16 @@ class _Shape:
             self.first == "ROLLBACK" and not self.savepoint
         ):
             self.control = "COMMIT" if self.first == "END" else self.first
-        self.writes = self.first in _WRITER_ONLY
+        # May run on a reader while no transaction is open; cleared when
+        # SQLite finds that it writes. The native `execute` reads it.
+        self.reader = self.control is None and self.first not in _WRITER_ONLY
         self.no_rows = False
-        # The result columns seen last time with their `description`, as one
-        # attribute (threads may replace it at once): a statement's columns
-        # change only with the schema, so comparing the names (no hashing)
-        # finds the cached tuples.
-        self.result: tuple[list[str], _Description | None] | None = None
+        # The result columns seen last time, with their `description`: a
+        # statement's columns change only with the schema, so the cursor
+        # compares the names it ran with to these (no hashing) and reuses
+        # the tuples. Set by the native cursor; replaced whole, so threads
+        # sharing the statement never see half an update.
+        self.columns: _native.Columns | None = None
 
 
 _SHAPES_MAX = 1024
@@ -289,14 +293,6 @@ def _shape(sql: str) -> _Shape:
     return found
 
 
-_NO_ROWS: Iterator[tuple[Any, ...]] = iter(())
-
-
-def _description(columns: Sequence[str]) -> _Description | None:
-    """``description`` for these result columns; None for no columns."""
-    return tuple((name, None, None, None, None, None, None) for name in columns) or None
-
-
 # Streams a thread holds open, per database: at most one. A stream holds a
 # pooled reader until it is exhausted or closed, so a thread that left
 # several cursors half read would otherwise wait for itself forever once the
@@ -304,11 +300,17 @@ def _description(columns: Sequence[str]) -> _Description | None:
 # the thread's previous stream on that database into memory, giving its
 # reader back; the common case (one result at a time) still streams.
 #
-# Keyed by (id(database), thread id): a live cursor keeps its connection and
-# so its database alive, so a key whose cursor is still alive cannot belong
-# to a recycled id; a dead weak reference is simply skipped. Single dict
-# operations are atomic, so no lock is needed.
+# Keyed by (id(database), thread id); the value is a weak reference to the
+# cursor. An entry is not removed when its stream ends (the native cursor
+# does not call back here): buffering a cursor whose stream has ended, or
+# that was closed, does nothing, so a stale entry costs one pop; a dead
+# weak reference removes itself. Single dict operations are atomic, so no
+# lock is needed.
 _live_streams: dict[tuple[int, int], weakref.ref[Cursor]] = {}
+
+
+# The native `Cursor.execute` reads both dicts (see rust/dbapi.rs).
+_native._dbapi_hooks(_shapes, _live_streams)
 
 
 def _settle_live_stream(db: Database) -> None:
@@ -319,7 +321,7 @@ def _settle_live_stream(db: Database) -> None:
         cursor._buffer()
 
 
-def _register_live_stream(db: Database, cursor: Cursor) -> tuple[int, int]:
+def _register_live_stream(db: Database, cursor: Cursor) -> None:
     key = (id(db), threading.get_ident())
 
     def forget(ref: weakref.ref[Cursor]) -> None:  # the cursor was collected
@@ -327,13 +329,6 @@ def _register_live_stream(db: Database, cursor: Cursor) -> tuple[int, int]:
             _live_streams.pop(key, None)
 
     _live_streams[key] = weakref.ref(cursor, forget)
-    return key
-
-
-def _unregister_live_stream(key: tuple[int, int], cursor: Cursor) -> None:
-    ref = _live_streams.get(key)
-    if ref is not None and ref() is cursor:
-        _live_streams.pop(key, None)
 
 
 # ----------------------------------------------------------- connection
@@ -578,7 +573,7 @@ class Connection:
 # --------------------------------------------------------------- cursor
 
 
-class Cursor:
+class Cursor(_native.CursorBase):
     """A DB-API cursor. Get one with ``conn.cursor()``.
 
     >>> import tempfile, os
@@ -591,147 +586,50 @@ class Cursor:
     >>> cur.fetchone(), cur.fetchmany(1), cur.fetchall()
     ((2,), [(3,)], [(4,)])
     >>> conn.close()
+
+    The result and the fetch methods (``description``, ``rowcount``,
+    ``lastrowid``, ``arraysize``, ``fetch*``, ``close``) are native
+    (`_native.CursorBase`); this class decides where each statement runs.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_connection",
-        "_description",
-        "_lastrowid",
-        "_live_key",
-        "_rowcount",
-        "_rows",
-        "_stream",
-        "arraysize",
-    )
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection: Connection | None = connection
-        self.arraysize = 1
-        self._rows: Iterator[tuple[Any, ...]] = _NO_ROWS
-        self._stream: _native.RowIterator | None = None
-        self._description: _Description | None = None
-        self._rowcount = -1
-        self._lastrowid: int | None = None
-        self._live_key: tuple[int, int] | None = None
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return f"<dbapi.Cursor {'closed' if self._connection is None else 'open'}>"
 
-    # ------------------------------------------------------------ state
-
-    def _conn(self) -> Connection:
-        conn = self._connection
-        if conn is None:
-            raise ProgrammingError("the cursor is closed")
-        if conn.closed:
-            raise ProgrammingError("the cursor's connection is closed")
-        return conn
-
-    @property
-    def connection(self) -> Connection:
-        """The connection this cursor belongs to."""
-        if self._connection is None:
-            raise ProgrammingError("the cursor is closed")
-        return self._connection
-
-    @property
-    def description(self) -> _Description | None:
-        """One ``(name, None, None, None, None, None, None)`` per result
-        column of the last statement; None when it returns no rows."""
-        return self._description
-
-    @property
-    def rowcount(self) -> int:
-        """Rows changed by the last INSERT/UPDATE/DELETE/REPLACE (summed over
-        `executemany`); -1 for other statements, SELECT included."""
-        return self._rowcount
-
-    @property
-    def lastrowid(self) -> int | None:
-        """The rowid of the row the last INSERT/REPLACE added; None after
-        other statements or an insert that added nothing."""
-        return self._lastrowid
-
-    def _drop_rows(self) -> None:
-        """Forget the current rows, giving their reader back to the pool."""
-        if self._stream is not None or self._live_key is not None:
-            self._end_stream()
-        self._rows = _NO_ROWS
-        self._description = None
-
-    def _release(self) -> None:
-        """Forget the current result: its rows and its counts."""
-        self._drop_rows()
-        self._rowcount = -1
-        self._lastrowid = None
-
-    def _buffer(self) -> None:
-        """Read the rest of the streamed result into memory and give the
-        reader back; fetching carries on from the buffer."""
-        if self._stream is not None:
-            self._rows = iter(list(self._stream))
-            self._end_stream()
-
-    def _end_stream(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.close()
-        key, self._live_key = self._live_key, None
-        if key is not None:
-            _unregister_live_stream(key, self)
-
-    def _describe(self, shape: _Shape, columns: list[str]) -> None:
-        """Set ``description``, reusing the statement's tuples while its
-        columns stay the same."""
-        result = shape.result
-        if result is None or result[0] != columns:
-            result = shape.result = (columns, _description(columns))
-        self._description = result[1]
-
     # -------------------------------------------------------- execution
 
-    def execute(self, operation: str, parameters: _Params = ()) -> Cursor:
-        """Run one statement; returns the cursor, so
-        ``cur.execute(...).fetchall()`` works."""
-        # _conn()'s check, inlined: this is the path every statement of an
-        # ORM takes.
-        conn = self._connection
-        if conn is None or conn._database is None:
-            self._conn()  # raises the right error
-        assert conn is not None
+    def _execute(self, operation: str, parameters: _Params) -> None:
+        """What `execute` does not do natively: learn a new statement's
+        shape, adapt dates and times, settle another stream of the thread,
+        and run statements on the writer or in the connection's
+        transaction."""
+        conn: Connection = self._conn()
         self._release()
-        shape = _shapes.get(operation) or _shape(operation)
+        shape = _shape(operation)
         if shape.control is not None:
             conn._control(shape.control)
-            return self
-        if type(parameters) is tuple and _PLAIN.issuperset(map(type, parameters)):
-            params: _Params = parameters  # the common case, without a call
-        else:
-            params = _adapt(parameters)
+            return
+        params = _adapt(parameters)
         tx = conn.transaction
-        if tx is None and not shape.writes:
+        if tx is None and shape.reader:
             # No transaction yet: a read runs on a reader snapshot; the first
             # batch of rows comes back with the call, and a result that fits
             # in it has already given its reader back.
             db = conn._database
             assert db is not None
-            if _live_streams:
-                _settle_live_stream(db)
+            _settle_live_stream(db)
             try:
-                stream = db.iterate(operation, params)
+                streams = self._read(db, operation, params, shape)
             except WritingStatementError:
-                # The native iterate() refuses a statement that writes
+                # The native read refuses a statement that writes
                 # (sqlite3_stmt_readonly) before running it: our exact test
                 # of "this statement writes" (WITH ... INSERT included).
-                shape.writes = True
+                shape.reader = False
             else:
-                self._rows = stream
-                self._describe(shape, stream.columns)
-                if not stream.exhausted:  # a long result: it streams
-                    self._stream = stream
-                    self._live_key = _register_live_stream(db, self)
-                return self
+                if streams:  # a long result: it holds its reader
+                    self._track_stream(db)
+                return
         if tx is None:
             tx = conn._writer_tx()
         if tx is None:  # autocommit: the statement is its own transaction
@@ -742,12 +640,16 @@ class Cursor:
             self._run_autocommit(conn.database, operation, params, shape)
         else:
             self._run_in(tx, operation, params, shape)
-        return self
+
+    def _track_stream(self, db: Database) -> None:
+        """Called when a result streams (holds a reader): see
+        `_live_streams`."""
+        _register_live_stream(db, self)
 
     def _run_in(self, tx: _native.Transaction, sql: str, params: _Params, shape: _Shape) -> None:
         if shape.no_rows:  # known to have no result columns: the short way
             result = tx.execute(sql, params)
-            self._rowcount, self._lastrowid = result.rowcount, result.lastrowid
+            self._set_counts(result.rowcount, result.lastrowid)
             return
         # One native call: the rows with the columns they ran with (a
         # statement cached before a schema change is recompiled when run),
@@ -755,14 +657,12 @@ class Cursor:
         columns, rows, rowcount, lastrowid = tx._run(sql, params)
         if rows is None:
             shape.no_rows = True
-            self._rowcount, self._lastrowid = rowcount, lastrowid
+            self._set_counts(rowcount, lastrowid)
             return
-        self._rows = iter(rows)
-        self._describe(shape, columns)
+        self._set_rows(rows, columns, shape)
         if shape.first in _DML:  # ... RETURNING: one row per changed row
-            self._rowcount = len(rows)
-            if shape.first in ("INSERT", "REPLACE") and rows:
-                self._lastrowid = lastrowid
+            inserted = shape.first in ("INSERT", "REPLACE") and rows
+            self._set_counts(len(rows), lastrowid if inserted else None)
 
     def _run_autocommit(self, db: Database, sql: str, params: _Params, shape: _Shape) -> None:
         columns: list[str] = []
@@ -772,22 +672,21 @@ class Cursor:
         if not columns:
             shape.no_rows = True
             result = db.execute(sql, params)
-            self._rowcount, self._lastrowid = result.rowcount, result.lastrowid
+            self._set_counts(result.rowcount, result.lastrowid)
             return
         # A statement with rows that writes (... RETURNING); db.query sends it
         # to the writer as its own transaction.
         rows = db.query(sql, params)
-        self._rows = iter(rows)
-        self._describe(shape, columns)
+        self._set_rows(rows, columns, shape)
         if shape.first in _DML:
-            self._rowcount = len(rows)
+            self._set_counts(len(rows), None)
 
     def executemany(self, operation: str, seq_of_parameters: Iterable[_Params]) -> Cursor:
         """Run one statement once per parameter set, in one native call (in
         the connection's transaction, or as one transaction in autocommit
         mode). ``rowcount`` is the total; ``lastrowid`` that of the last
         insert."""
-        conn = self._conn()
+        conn: Connection = self._conn()
         self._release()
         if _shape(operation).control is not None:
             raise ProgrammingError("executemany() cannot run BEGIN, COMMIT or ROLLBACK")
@@ -798,54 +697,8 @@ class Cursor:
             if tx is None
             else tx.executemany(operation, batch)
         )
-        self._rowcount, self._lastrowid = result.rowcount, result.lastrowid
+        self._set_counts(result.rowcount, result.lastrowid)
         return self
-
-    # ---------------------------------------------------------- fetching
-
-    def _next(self) -> tuple[Any, ...] | None:
-        row = next(self._rows, None)
-        if row is None and self._stream is not None:
-            self._end_stream()  # exhausted: give the reader back now
-        return row
-
-    def fetchone(self) -> tuple[Any, ...] | None:
-        """The next row, or None when there are no more."""
-        conn = self._connection
-        if conn is None or conn._database is None:
-            self._conn()  # raises
-        return self._next()
-
-    def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
-        """Up to `size` (default ``arraysize``) next rows; [] at the end."""
-        self._conn()
-        want = self.arraysize if size is None else size
-        out: list[tuple[Any, ...]] = []
-        while len(out) < want:
-            row = self._next()
-            if row is None:
-                break
-            out.append(row)
-        return out
-
-    def fetchall(self) -> list[tuple[Any, ...]]:
-        """All remaining rows."""
-        conn = self._connection
-        if conn is None or conn._database is None:
-            self._conn()  # raises
-        out = list(self._rows)
-        if self._stream is not None:
-            self._end_stream()  # exhausted: give the reader back now
-        return out
-
-    def __iter__(self) -> Cursor:
-        return self
-
-    def __next__(self) -> tuple[Any, ...]:
-        row = self.fetchone()
-        if row is None:
-            raise StopIteration
-        return row
 
     # ------------------------------------------------------------ misc
 
@@ -854,26 +707,6 @@ class Cursor:
 
     def setoutputsize(self, size: Any, column: int | None = None) -> None:
         """Accepted and ignored (PEP 249 allows it)."""
-
-    def close(self) -> None:
-        """Close the cursor (its unread rows are dropped; ``rowcount`` and
-        ``lastrowid`` keep their values, as in ``sqlite3``: SQLAlchemy reads
-        them after closing the cursor of an INSERT). Closing twice is a
-        no-op."""
-        if self._connection is not None:
-            self._drop_rows()
-            self._connection = None
-
-    def __enter__(self) -> Cursor:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # -------------------------------------------------------------- connect

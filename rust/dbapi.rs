@@ -1,0 +1,541 @@
+//! The native half of `alkdev_storage.dbapi`'s cursor.
+//!
+//! `CursorBase` keeps a cursor's result (rows, `description`, `rowcount`,
+//! `lastrowid`) and does the fetching, and `_read` runs the statement an ORM
+//! sends most: a read outside a transaction, on a pooled reader, in one call
+//! that prepares, binds, steps and converts the first batch of rows. The
+//! Python subclass (`dbapi.Cursor`) decides where each statement runs
+//! (reader, writer, native transaction) and handles the rarer paths.
+//!
+//! `Columns` is the per-statement cache of result columns: the names a
+//! statement had the last time it ran and the `description` tuple built
+//! from them. `dbapi` keeps one per SQL text; a rerun whose columns are the
+//! same (the usual case: they change only with the schema) copies no name
+//! and builds no tuple.
+//!
+//! Like `sqlite3`'s, a cursor is not for sharing between threads (the
+//! module's `threadsafety` is 1); a second thread using one while the first
+//! is inside a call gets a `RuntimeError` rather than a corrupted result.
+
+use std::collections::VecDeque;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use rusqlite::types::Value;
+
+use crate::convert::{plain_params, to_params, Params};
+use crate::cursor::{Live, RowIterator};
+use crate::database::{row_tuple, Database};
+use crate::detach::detached;
+use crate::errors::Error;
+
+/// `dbapi`'s module state that `CursorBase.execute` reads: the statement
+/// shapes by SQL text, and the streams threads hold open (see
+/// `dbapi._live_streams`).
+struct Hooks {
+    shapes: Py<PyDict>,
+    live_streams: Py<PyDict>,
+}
+
+static HOOKS: Mutex<Option<Hooks>> = Mutex::new(None);
+
+/// Called by `alkdev_storage.dbapi` when it is imported (again, on a
+/// reload): the dicts `CursorBase.execute` consults.
+#[pyfunction]
+pub fn _dbapi_hooks(shapes: Py<PyDict>, live_streams: Py<PyDict>) {
+    *HOOKS.lock() = Some(Hooks {
+        shapes,
+        live_streams,
+    });
+}
+
+/// Rows read per trip to SQLite; a result this short comes back whole from
+/// `_read`, with its reader already returned to the pool.
+const BATCH: usize = 256;
+
+/// The result columns of one statement, as `dbapi` last saw them run.
+#[pyclass(frozen, module = "alkdev_storage._native", name = "Columns")]
+pub struct Columns {
+    names: Vec<String>,
+    /// PEP 249's `description`: one 7-tuple per column, or None for none.
+    description: Py<PyAny>,
+}
+
+impl Columns {
+    fn build(py: Python<'_>, names: Vec<String>) -> PyResult<Self> {
+        let description = if names.is_empty() {
+            py.None()
+        } else {
+            let none = py.None().into_bound(py);
+            let items = names
+                .iter()
+                .map(|name| {
+                    let mut item = vec![PyString::new(py, name).into_any()];
+                    item.extend(std::iter::repeat_n(none.clone(), 6));
+                    PyTuple::new(py, item)
+                })
+                .collect::<PyResult<Vec<_>>>()?;
+            PyTuple::new(py, items)?.into_any().unbind()
+        };
+        Ok(Columns { names, description })
+    }
+}
+
+#[pymethods]
+impl Columns {
+    #[new]
+    fn new(py: Python<'_>, names: Vec<String>) -> PyResult<Self> {
+        Columns::build(py, names)
+    }
+
+    /// The column names.
+    #[getter]
+    fn names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+
+    /// The PEP 249 `description` for these columns (None for no columns).
+    #[getter]
+    fn description(&self, py: Python<'_>) -> Py<PyAny> {
+        self.description.clone_ref(py)
+    }
+}
+
+/// `shape.columns`, the statement's cached columns, if it has any.
+fn cached<'py>(shape: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, Columns>>> {
+    let found = shape.getattr(intern!(shape.py(), "columns"))?;
+    if found.is_none() {
+        return Ok(None);
+    }
+    match found.cast_into::<Columns>() {
+        Ok(columns) => Ok(Some(columns)),
+        Err(_) => Err(PyTypeError::new_err(
+            "shape.columns must be a Columns or None",
+        )),
+    }
+}
+
+/// The `description` for a statement that ran with `fresh` names (`None`:
+/// the same as `known`), updating the statement's cache when they changed.
+fn describe(
+    py: Python<'_>,
+    shape: &Bound<'_, PyAny>,
+    known: Option<&Bound<'_, Columns>>,
+    fresh: Option<Vec<String>>,
+) -> PyResult<(Py<PyAny>, usize)> {
+    match (fresh, known) {
+        (None, Some(known)) => {
+            let known = known.get();
+            Ok((known.description.clone_ref(py), known.names.len()))
+        }
+        (fresh, _) => {
+            let columns = Columns::build(py, fresh.unwrap_or_default())?;
+            let out = (columns.description.clone_ref(py), columns.names.len());
+            shape.setattr(intern!(py, "columns"), Bound::new(py, columns)?)?;
+            Ok(out)
+        }
+    }
+}
+
+enum Rows {
+    None,
+    /// Read whole: what is left of them.
+    Buffered(std::vec::IntoIter<Py<PyAny>>),
+    /// Still on a reader: the rest comes batch by batch.
+    Stream(Py<RowIterator>),
+}
+
+/// Base of `alkdev_storage.dbapi.Cursor`: its result and the fetch methods.
+#[pyclass(
+    subclass,
+    weakref,
+    module = "alkdev_storage._native",
+    name = "CursorBase"
+)]
+pub struct CursorBase {
+    /// The `dbapi.Connection`; `None` once the cursor is closed.
+    connection: Option<Py<PyAny>>,
+    rows: Rows,
+    description: Option<Py<PyAny>>,
+    rowcount: i64,
+    lastrowid: Option<i64>,
+    arraysize: i64,
+}
+
+impl CursorBase {
+    /// The open connection, or the `ProgrammingError` PEP 249 asks for.
+    fn open_connection<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let Some(conn) = &self.connection else {
+            return Err(Error::Programming("the cursor is closed".into()).into());
+        };
+        let conn = conn.bind(py);
+        if conn.getattr(intern!(py, "_database"))?.is_none() {
+            return Err(Error::Programming("the cursor's connection is closed".into()).into());
+        }
+        Ok(conn.clone())
+    }
+
+    /// Forget the rows (giving a stream's reader back) and `description`.
+    fn drop_rows(&mut self, py: Python<'_>) {
+        self.description = None;
+        if let Rows::Stream(stream) = std::mem::replace(&mut self.rows, Rows::None) {
+            stream.get().stop(py);
+        }
+    }
+
+    fn next_row(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match &mut self.rows {
+            Rows::None => Ok(None),
+            Rows::Buffered(rows) => Ok(rows.next()),
+            Rows::Stream(stream) => {
+                let row = stream.get().next_row(py)?;
+                if row.is_none() {
+                    // Exhausted: the reader is back already; drop the stream.
+                    self.rows = Rows::None;
+                }
+                Ok(row)
+            }
+        }
+    }
+
+    /// `execute`'s direct path; false when the statement must take the
+    /// subclass's `_execute` (nothing has run then, and the cursor's
+    /// previous result is gone either way).
+    fn read_directly(
+        slf: &Bound<'_, Self>,
+        operation: &Bound<'_, PyString>,
+        parameters: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let py = slf.py();
+        let conn = slf.borrow().open_connection(py)?;
+        slf.borrow_mut()._release(py);
+        // Copied out: the lock is not held while Python code may run.
+        let hooks = HOOKS
+            .lock()
+            .as_ref()
+            .map(|h| (h.shapes.clone_ref(py), h.live_streams.clone_ref(py)));
+        let Some((shapes, live_streams)) = hooks else {
+            return Ok(false);
+        };
+        if !live_streams.bind(py).is_empty() {
+            return Ok(false);
+        }
+        let Some(shape) = shapes.bind(py).get_item(operation)? else {
+            return Ok(false);
+        };
+        if !shape.getattr(intern!(py, "reader"))?.is_truthy()?
+            || !conn.getattr(intern!(py, "_tx"))?.is_none()
+        {
+            return Ok(false);
+        }
+        let Some(params) = plain_params(parameters)? else {
+            return Ok(false);
+        };
+        let db = conn.getattr(intern!(py, "_database"))?;
+        let db = db.cast::<Database>()?;
+        let sql = operation.to_str()?;
+        match slf.borrow_mut().read(py, db, sql, params, &shape)? {
+            Some(false) => Ok(true),
+            Some(true) => {
+                // A long result holds its reader: dbapi tracks the stream.
+                slf.call_method1(intern!(py, "_track_stream"), (db,))?;
+                Ok(true)
+            }
+            None => {
+                // It writes after all (sqlite3_stmt_readonly): the general
+                // path takes it, now and from now on.
+                shape.setattr(intern!(py, "reader"), false)?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// The reader path of `_read` and `execute`; `None` (before anything
+    /// ran) for a statement that writes.
+    fn read(
+        &mut self,
+        py: Python<'_>,
+        db: &Bound<'_, Database>,
+        sql: &str,
+        params: Params,
+        shape: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<bool>> {
+        let known = cached(shape)?;
+        let known_names = known.as_ref().map(|k| k.get().names.as_slice());
+        let core = db.get().core.clone();
+        let read = detached(py, || -> crate::errors::Result<_> {
+            let mut live = Live::start(core, sql, &params)?;
+            let mut values: Vec<Value> = Vec::new();
+            // On an error `live` drops here, giving its reader back.
+            let done = live.fill(BATCH, known_names, &mut values)?;
+            let fresh = live.columns.take();
+            Ok(((!done).then_some(live), fresh, values))
+        });
+        let (live, fresh, values) = match read {
+            Ok(read) => read,
+            Err(Error::WritingStatement) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let (description, ncols) = describe(py, shape, known.as_ref(), fresh)?;
+        self.drop_rows(py);
+        self.description = Some(description);
+        let rows = values
+            .chunks_exact(ncols.max(1))
+            .map(|row| row_tuple(py, row).map(Bound::unbind))
+            .collect::<PyResult<Vec<_>>>()?;
+        let Some(live) = live else {
+            self.rows = Rows::Buffered(rows.into_iter());
+            return Ok(Some(false));
+        };
+        let names = cached(shape)?
+            .map(|c| c.get().names.clone())
+            .unwrap_or_default();
+        let stream = RowIterator::streaming(live, names, BATCH, VecDeque::from(rows));
+        self.rows = Rows::Stream(Py::new(py, stream)?);
+        Ok(Some(true))
+    }
+
+    fn rest(&mut self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        match std::mem::replace(&mut self.rows, Rows::None) {
+            Rows::None => Ok(Vec::new()),
+            Rows::Buffered(rows) => Ok(rows.collect()),
+            Rows::Stream(stream) => {
+                let stream = stream.get();
+                let mut out = Vec::new();
+                let read = std::iter::from_fn(|| stream.next_row(py).transpose())
+                    .try_for_each(|row| row.map(|row| out.push(row)));
+                stream.stop(py);
+                read.map(|()| out)
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl CursorBase {
+    #[new]
+    fn new(connection: Py<PyAny>) -> Self {
+        CursorBase {
+            connection: Some(connection),
+            rows: Rows::None,
+            description: None,
+            rowcount: -1,
+            lastrowid: None,
+            arraysize: 1,
+        }
+    }
+
+    /// The connection this cursor belongs to.
+    #[getter]
+    fn connection(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match &self.connection {
+            Some(conn) => Ok(conn.clone_ref(py)),
+            None => Err(Error::Programming("the cursor is closed".into()).into()),
+        }
+    }
+
+    /// The connection, or None once the cursor is closed.
+    #[getter]
+    fn _connection(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.connection.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    /// The connection, after checking that the cursor and the connection
+    /// are open (`ProgrammingError` otherwise).
+    fn _conn<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.open_connection(py)
+    }
+
+    /// One ``(name, None, None, None, None, None, None)`` per result column
+    /// of the last statement; None when it returns no rows.
+    #[getter]
+    fn description(&self, py: Python<'_>) -> Py<PyAny> {
+        match &self.description {
+            Some(d) => d.clone_ref(py),
+            None => py.None(),
+        }
+    }
+
+    /// Rows changed by the last INSERT/UPDATE/DELETE/REPLACE (summed over
+    /// `executemany`); -1 for other statements, SELECT included.
+    #[getter]
+    fn rowcount(&self) -> i64 {
+        self.rowcount
+    }
+
+    /// The rowid of the row the last INSERT/REPLACE added; None after other
+    /// statements or an insert that added nothing.
+    #[getter]
+    fn lastrowid(&self) -> Option<i64> {
+        self.lastrowid
+    }
+
+    /// How many rows `fetchmany()` returns by default (1).
+    #[getter]
+    fn arraysize(&self) -> i64 {
+        self.arraysize
+    }
+
+    #[setter]
+    fn set_arraysize(&mut self, value: i64) {
+        self.arraysize = value;
+    }
+
+    /// True while the result streams from a reader it holds.
+    #[getter]
+    fn _streaming(&self) -> bool {
+        matches!(self.rows, Rows::Stream(_))
+    }
+
+    /// Forget the current result: its rows and its counts.
+    fn _release(&mut self, py: Python<'_>) {
+        self.drop_rows(py);
+        self.rowcount = -1;
+        self.lastrowid = None;
+    }
+
+    /// Record the counts of a statement without rows.
+    fn _set_counts(&mut self, rowcount: i64, lastrowid: Option<i64>) {
+        self.rowcount = rowcount;
+        self.lastrowid = lastrowid;
+    }
+
+    /// Record rows read whole, with the columns they ran with; `shape`
+    /// caches the statement's `Columns`.
+    fn _set_rows(
+        &mut self,
+        py: Python<'_>,
+        rows: &Bound<'_, PyList>,
+        columns: Vec<String>,
+        shape: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let known = cached(shape)?;
+        let fresh = match &known {
+            Some(k) if k.get().names == columns => None,
+            _ => Some(columns),
+        };
+        let (description, _) = describe(py, shape, known.as_ref(), fresh)?;
+        self.drop_rows(py);
+        self.description = Some(description);
+        let rows: Vec<Py<PyAny>> = rows.iter().map(Bound::unbind).collect();
+        self.rows = Rows::Buffered(rows.into_iter());
+        Ok(())
+    }
+
+    /// Run a read-only statement on a reader of `db`, outside any
+    /// transaction: prepare, bind, step and convert the first batch of rows
+    /// in one call. A result that fits in the batch is read whole and its
+    /// reader is already back in the pool; a longer one streams, holding its
+    /// reader until it is read or dropped, and True is returned.
+    /// `WritingStatementError` (before anything runs) for a statement that
+    /// writes. `shape` caches the statement's `Columns`.
+    fn _read(
+        &mut self,
+        py: Python<'_>,
+        db: &Bound<'_, Database>,
+        sql: &str,
+        params: Option<&Bound<'_, PyAny>>,
+        shape: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        match self.read(py, db, sql, to_params(params)?, shape)? {
+            Some(streams) => Ok(streams),
+            None => Err(Error::WritingStatement.into()),
+        }
+    }
+
+    /// Run one statement; returns the cursor, so ``cur.execute(...)
+    /// .fetchall()`` works.
+    ///
+    /// The common case runs here without any Python: a statement already
+    /// known to read, with plain parameters (None, int, float, str, bytes,
+    /// bool in a tuple or list), while the connection has no transaction
+    /// open and the thread no other stream open. Everything else goes to
+    /// the subclass's `_execute`.
+    #[pyo3(signature = (operation, parameters=None))]
+    fn execute<'py>(
+        slf: &Bound<'py, Self>,
+        operation: &Bound<'py, PyString>,
+        parameters: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Self>> {
+        if !Self::read_directly(slf, operation, parameters)? {
+            slf.call_method1(intern!(slf.py(), "_execute"), (operation, parameters))?;
+        }
+        Ok(slf.clone())
+    }
+    /// Read the rest of a streamed result into memory and give its reader
+    /// back; fetching carries on from the buffer.
+    fn _buffer(&mut self, py: Python<'_>) -> PyResult<()> {
+        if matches!(self.rows, Rows::Stream(_)) {
+            let rows = self.rest(py)?;
+            self.rows = Rows::Buffered(rows.into_iter());
+        }
+        Ok(())
+    }
+
+    /// The next row, or None when there are no more.
+    fn fetchone(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.open_connection(py)?;
+        self.next_row(py)
+    }
+
+    /// Up to `size` (default ``arraysize``) next rows; [] at the end.
+    #[pyo3(signature = (size=None))]
+    fn fetchmany<'py>(
+        &mut self,
+        py: Python<'py>,
+        size: Option<i64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        self.open_connection(py)?;
+        let want = size.unwrap_or(self.arraysize);
+        let out = PyList::empty(py);
+        while (out.len() as i64) < want {
+            match self.next_row(py)? {
+                Some(row) => out.append(row)?,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// All remaining rows.
+    fn fetchall<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.open_connection(py)?;
+        PyList::new(py, self.rest(py)?)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.fetchone(py)
+    }
+
+    /// Close the cursor (its unread rows are dropped; ``rowcount`` and
+    /// ``lastrowid`` keep their values, as in ``sqlite3``: SQLAlchemy reads
+    /// them after closing the cursor of an INSERT). Closing twice is a
+    /// no-op.
+    fn close(&mut self, py: Python<'_>) {
+        if self.connection.is_some() {
+            self.drop_rows(py);
+            self.connection = None;
+        }
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &mut self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) {
+        self.close(py);
+    }
+}
