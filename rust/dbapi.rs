@@ -21,9 +21,11 @@ use std::collections::VecDeque;
 
 use parking_lot::Mutex;
 use pyo3::exceptions::PyTypeError;
+use pyo3::gc::PyTraverseError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::PyVisit;
 use rusqlite::types::Value;
 
 use crate::convert::{plain_params, to_params, Params};
@@ -168,14 +170,23 @@ pub struct CursorBase {
 impl CursorBase {
     /// The open connection, or the `ProgrammingError` PEP 249 asks for.
     fn open_connection<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.open_database(py).map(|(conn, _)| conn)
+    }
+
+    /// The open connection and its `alk.Database` (its ``_database``).
+    fn open_database<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let Some(conn) = &self.connection else {
             return Err(Error::Programming("the cursor is closed".into()).into());
         };
         let conn = conn.bind(py);
-        if conn.getattr(intern!(py, "_database"))?.is_none() {
+        let db = conn.getattr(intern!(py, "_database"))?;
+        if db.is_none() {
             return Err(Error::Programming("the cursor's connection is closed".into()).into());
         }
-        Ok(conn.clone())
+        Ok((conn.clone(), db))
     }
 
     /// Forget the rows (giving a stream's reader back) and `description`.
@@ -210,7 +221,7 @@ impl CursorBase {
         parameters: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let py = slf.py();
-        let conn = slf.borrow().open_connection(py)?;
+        let (conn, db) = slf.borrow().open_database(py)?;
         slf.borrow_mut()._release(py);
         // Copied out: the lock is not held while Python code may run.
         let hooks = HOOKS
@@ -234,7 +245,6 @@ impl CursorBase {
         let Some(params) = plain_params(parameters)? else {
             return Ok(false);
         };
-        let db = conn.getattr(intern!(py, "_database"))?;
         let db = db.cast::<Database>()?;
         let sql = operation.to_str()?;
         match slf.borrow_mut().read(py, db, sql, params, &shape)? {
@@ -268,7 +278,8 @@ impl CursorBase {
         let core = db.get().core.clone();
         let read = detached(py, || -> crate::errors::Result<_> {
             let mut live = Live::start(core, sql, &params)?;
-            let mut values: Vec<Value> = Vec::new();
+            // Room for one row: a point read (the common case) never grows it.
+            let mut values: Vec<Value> = Vec::with_capacity(known_names.map_or(0, <[_]>::len));
             // On an error `live` drops here, giving its reader back.
             let done = live.fill(BATCH, known_names, &mut values)?;
             let fresh = live.columns.take();
@@ -316,6 +327,35 @@ impl CursorBase {
 
 #[pymethods]
 impl CursorBase {
+    /// The references a cycle could run through (a connection that keeps
+    /// its last cursor, say), so that the cycle collector sees them.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(conn) = &self.connection {
+            visit.call(conn)?;
+        }
+        if let Some(description) = &self.description {
+            visit.call(description)?;
+        }
+        match &self.rows {
+            Rows::None => {}
+            Rows::Buffered(rows) => {
+                for row in rows.as_slice() {
+                    visit.call(row)?;
+                }
+            }
+            Rows::Stream(stream) => visit.call(stream)?,
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.connection = None;
+        self.description = None;
+        // A stream dropped here gives its reader back through
+        // `RowIterator`'s own drop.
+        self.rows = Rows::None;
+    }
+
     #[new]
     fn new(connection: Py<PyAny>) -> Self {
         CursorBase {

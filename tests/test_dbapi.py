@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import doctest
+import gc
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -380,6 +382,30 @@ def test_stream_bookkeeping_is_dropped(conn: dbapi.Connection) -> None:
     assert cur.fetchall() == []  # settling an ended stream buffers nothing
     conn.cursor().execute("SELECT n FROM t").fetchone()  # half read, then collected
     assert len(_live_streams) == before
+
+
+def test_a_cycle_through_a_cursor_is_collected(path: Path) -> None:
+    # The native cursor shows the collector what it holds: a connection
+    # keeping its cursor (which keeps the connection and a streamed result)
+    # is freed, and the stream's reader goes back to the pool.
+    c = dbapi.connect(path, max_readers=1)
+    c.cursor().execute("CREATE TABLE s(x)")
+    c.cursor().executemany("INSERT INTO s VALUES (?)", [(i,) for i in range(1000)])
+    c.commit()
+    db = c.database
+    cur = c.cursor().execute("SELECT x FROM s")
+    assert cur._streaming
+    c.last = cur  # type: ignore[attr-defined]
+    dead_cursor, dead_conn = weakref.ref(cur), weakref.ref(c)
+    gc.disable()  # only the explicit collection below may free them
+    try:
+        del c, cur
+        gc.collect()
+    finally:
+        gc.enable()
+    assert dead_cursor() is None and dead_conn() is None
+    assert db.query("SELECT count(*) FROM s") == [(1000,)]  # the one reader is free
+    db.close()
 
 
 def test_named_parameters(conn: dbapi.Connection) -> None:
