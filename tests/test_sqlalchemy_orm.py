@@ -138,6 +138,10 @@ def test_engine_uses_the_alkdev_dialect_and_dbapi(engine: Engine) -> None:
         assert conn.scalar(text("SELECT sqlite_version()")) == dbapi.sqlite_version
         assert conn.scalar(select(literal(2) + 3)) == 5
     assert isinstance(database(engine), alk.Database)
+    # Both versions SQLAlchemy asks a dialect for: the driver's and the server's.
+    release = alk.__version__.partition("+")[0].split(".")[:3]
+    assert engine.dialect.dbapi_version == tuple(int(part) for part in release)
+    assert engine.dialect.server_version_info == dbapi.sqlite_version_info
 
 
 def test_url_options_reach_the_core(path: Path) -> None:

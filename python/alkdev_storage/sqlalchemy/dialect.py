@@ -21,6 +21,7 @@ installed. What differs from ``sqlite+pysqlite`` (all in docs/sqlalchemy.md):
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from sqlalchemy import exc, pool, util
@@ -35,6 +36,7 @@ from sqlalchemy.engine.interfaces import (
 )
 from sqlalchemy.engine.url import URL
 
+import alkdev_storage
 from alkdev_storage import dbapi as _dbapi
 from alkdev_storage.errors import DatabaseClosedError
 
@@ -75,6 +77,14 @@ class AlkdevDialect(SQLiteDialect):
 
     def _get_server_version_info(self, connection: Any) -> tuple[int, ...]:
         return _dbapi.sqlite_version_info
+
+    def retrieve_dbapi_version(self, dbapi: DBAPIModule) -> util.VersionInfo:
+        """``dialect.dbapi_version``: the alkdev-storage release, whose
+        `dbapi` module this is (the SQLite inside it is
+        ``server_version_info``)."""
+        release = re.match(r"\d+(\.\d+)*", alkdev_storage.__version__)
+        assert release is not None, alkdev_storage.__version__  # PEP 440 starts so
+        return util.VersionInfo(tuple(int(part) for part in release.group().split(".")))
 
     def create_connect_args(self, url: URL) -> ConnectArgsType:
         if url.username or url.password or url.host or url.port:
