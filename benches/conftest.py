@@ -13,6 +13,11 @@ import pytest
 import alkdev_storage as alk
 
 SCHEMA = "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, blob BLOB)"
+# The stdlib baseline's settings: those of our core (honker-core's defaults).
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+    "PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;"
+)
 
 
 @pytest.fixture
@@ -26,10 +31,7 @@ def ours(tmp_path: Path) -> Iterator[alk.Database]:
 @pytest.fixture
 def stdlib(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     conn = sqlite3.connect(tmp_path / "stdlib.db", isolation_level=None, check_same_thread=False)
-    conn.executescript(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
-        "PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;"
-    )
+    conn.executescript(PRAGMAS)
     conn.execute(SCHEMA)
     yield conn
     conn.close()

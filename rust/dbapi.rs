@@ -33,6 +33,7 @@ use crate::cursor::{Live, RowIterator};
 use crate::database::{row_tuple, Database};
 use crate::detach::detached;
 use crate::errors::Error;
+use crate::transaction::Transaction;
 
 /// `dbapi`'s module state that `CursorBase.execute` reads: the statement
 /// shapes by SQL text, and the streams threads hold open (see
@@ -215,7 +216,7 @@ impl CursorBase {
     /// `execute`'s direct path; false when the statement must take the
     /// subclass's `_execute` (nothing has run then, and the cursor's
     /// previous result is gone either way).
-    fn read_directly(
+    fn run_directly(
         slf: &Bound<'_, Self>,
         operation: &Bound<'_, PyString>,
         parameters: Option<&Bound<'_, PyAny>>,
@@ -231,14 +232,29 @@ impl CursorBase {
         let Some((shapes, live_streams)) = hooks else {
             return Ok(false);
         };
-        if !live_streams.bind(py).is_empty() {
-            return Ok(false);
-        }
         let Some(shape) = shapes.bind(py).get_item(operation)? else {
             return Ok(false);
         };
-        if !shape.getattr(intern!(py, "reader"))?.is_truthy()?
-            || !conn.getattr(intern!(py, "_tx"))?.is_none()
+        let sql = operation.to_str()?;
+        let tx = conn.getattr(intern!(py, "_tx"))?;
+        if !tx.is_none() {
+            // In the connection's transaction: any statement but BEGIN,
+            // COMMIT, END and ROLLBACK (which the connection runs itself).
+            let Ok(tx) = tx.cast::<Transaction>() else {
+                return Ok(false);
+            };
+            if !tx.get().active() || !shape.getattr(intern!(py, "control"))?.is_none() {
+                return Ok(false);
+            }
+            let Some(params) = plain_params(parameters)? else {
+                return Ok(false);
+            };
+            slf.borrow_mut().run_in(py, tx, sql, &params, &shape)?;
+            return Ok(true);
+        }
+        // No transaction: a statement known to read goes to a reader, unless
+        // the thread has another stream open (the general path settles it).
+        if !shape.getattr(intern!(py, "reader"))?.is_truthy()? || !live_streams.bind(py).is_empty()
         {
             return Ok(false);
         }
@@ -246,7 +262,6 @@ impl CursorBase {
             return Ok(false);
         };
         let db = db.cast::<Database>()?;
-        let sql = operation.to_str()?;
         match slf.borrow_mut().read(py, db, sql, params, &shape)? {
             Some(false) => Ok(true),
             Some(true) => {
@@ -261,6 +276,47 @@ impl CursorBase {
                 Ok(false)
             }
         }
+    }
+
+    /// Run one statement in `tx` and record its rows (with their
+    /// `description`) or its counts. For `INSERT`/`UPDATE`/`DELETE`/
+    /// `REPLACE ... RETURNING`, `rowcount` is the number of rows returned
+    /// and, for an insert that returned rows, `lastrowid` is set.
+    fn run_in(
+        &mut self,
+        py: Python<'_>,
+        tx: &Bound<'_, Transaction>,
+        sql: &str,
+        params: &Params,
+        shape: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let (fetched, outcome) = tx.get().run(py, sql, params)?;
+        let Some(fetched) = fetched else {
+            self.rowcount = outcome.rowcount;
+            self.lastrowid = outcome.lastrowid;
+            return Ok(());
+        };
+        let known = cached(shape)?;
+        let fresh = match &known {
+            Some(k) if k.get().names == fetched.columns => None,
+            _ => Some(fetched.columns.clone()),
+        };
+        let (description, _) = describe(py, shape, known.as_ref(), fresh)?;
+        let rows = fetched
+            .rows()
+            .map(|row| row_tuple(py, row).map(Bound::unbind))
+            .collect::<PyResult<Vec<_>>>()?;
+        let first = shape.getattr(intern!(py, "first"))?;
+        let first = first.cast::<PyString>()?.to_str()?;
+        if matches!(first, "INSERT" | "REPLACE" | "UPDATE" | "DELETE") {
+            self.rowcount = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+            if matches!(first, "INSERT" | "REPLACE") && !rows.is_empty() {
+                self.lastrowid = outcome.lastrowid;
+            }
+        }
+        self.description = Some(description);
+        self.rows = Rows::Buffered(rows.into_iter());
+        Ok(())
     }
 
     /// The reader path of `_read` and `execute`; `None` (before anything
@@ -486,6 +542,20 @@ impl CursorBase {
         }
     }
 
+    /// Run one statement in the connection's transaction `tx` (see
+    /// `execute`); `shape` caches the statement's `Columns`.
+    fn _run_in(
+        &mut self,
+        py: Python<'_>,
+        tx: &Bound<'_, Transaction>,
+        sql: &str,
+        params: Option<&Bound<'_, PyAny>>,
+        shape: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let params = to_params(params)?;
+        self.run_in(py, tx, sql, &params, shape)
+    }
+
     /// Run one statement; returns the cursor, so ``cur.execute(...)
     /// .fetchall()`` works.
     ///
@@ -500,7 +570,7 @@ impl CursorBase {
         operation: &Bound<'py, PyString>,
         parameters: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, Self>> {
-        if !Self::read_directly(slf, operation, parameters)? {
+        if !Self::run_directly(slf, operation, parameters)? {
             slf.call_method1(intern!(slf.py(), "_execute"), (operation, parameters))?;
         }
         Ok(slf.clone())

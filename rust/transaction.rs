@@ -15,13 +15,13 @@ use pyo3::types::{PyList, PyTuple};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::Connection;
 
-use crate::convert::to_params;
+use crate::convert::{to_params, Params};
 use crate::database::{
     commit_or_rollback, first_row, for_each_chunk, rows_to_py, Core, ExecuteResult,
 };
 use crate::detach::{detached, detached_with};
 use crate::errors::{Error, Result};
-use crate::exec::{self, Outcome};
+use crate::exec::{self, Fetched, Outcome};
 
 const CONTROL_REFUSED: &str =
     "BEGIN, COMMIT, END and ROLLBACK cannot run inside db.transaction(); \
@@ -107,6 +107,19 @@ impl Transaction {
     fn control(&self, py: Python<'_>, sql: &str) -> Result<()> {
         self.with_conn(py, |c| exec::control(c, sql))
     }
+
+    /// One statement in full: its rows (None for a statement without result
+    /// columns) and its counts. See `_run`.
+    pub fn run(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        params: &Params,
+    ) -> Result<(Option<Fetched>, Outcome)> {
+        Self::refuse_control(sql)?;
+        let stats = &self.core.stats;
+        self.with_conn(py, |c| exec::run(c, stats, sql, params))
+    }
 }
 
 impl Drop for Transaction {
@@ -122,7 +135,7 @@ impl Drop for Transaction {
 impl Transaction {
     /// True until the transaction is committed or rolled back.
     #[getter]
-    fn active(&self) -> bool {
+    pub fn active(&self) -> bool {
         self.state.lock().conn.is_some()
     }
 
@@ -230,10 +243,8 @@ impl Transaction {
         sql: &str,
         params: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        Self::refuse_control(sql)?;
         let params = to_params(params)?;
-        let stats = &self.core.stats;
-        let (fetched, outcome) = self.with_conn(py, |c| exec::run(c, stats, sql, &params))?;
+        let (fetched, outcome) = self.run(py, sql, &params)?;
         let (columns, rows) = match &fetched {
             Some(f) => (f.columns.clone(), rows_to_py(py, f, false)?.into_any()),
             None => (Vec::new(), py.None().into_bound(py)),

@@ -646,24 +646,6 @@ class Cursor(_native.CursorBase):
         `_live_streams`."""
         _register_live_stream(db, self)
 
-    def _run_in(self, tx: _native.Transaction, sql: str, params: _Params, shape: _Shape) -> None:
-        if shape.no_rows:  # known to have no result columns: the short way
-            result = tx.execute(sql, params)
-            self._set_counts(result.rowcount, result.lastrowid)
-            return
-        # One native call: the rows with the columns they ran with (a
-        # statement cached before a schema change is recompiled when run),
-        # or, for a statement without result columns, its counts.
-        columns, rows, rowcount, lastrowid = tx._run(sql, params)
-        if rows is None:
-            shape.no_rows = True
-            self._set_counts(rowcount, lastrowid)
-            return
-        self._set_rows(rows, columns, shape)
-        if shape.first in _DML:  # ... RETURNING: one row per changed row
-            inserted = shape.first in ("INSERT", "REPLACE") and rows
-            self._set_counts(len(rows), lastrowid if inserted else None)
-
     def _run_autocommit(self, db: Database, sql: str, params: _Params, shape: _Shape) -> None:
         columns: list[str] = []
         if not shape.no_rows:
