@@ -20,7 +20,6 @@
 use std::collections::VecDeque;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyTraverseError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -107,25 +106,100 @@ impl Columns {
     }
 }
 
-/// `shape.columns`, the statement's cached columns, if it has any.
-fn cached<'py>(shape: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, Columns>>> {
-    let found = shape.getattr(intern!(shape.py(), "columns"))?;
-    if found.is_none() {
-        return Ok(None);
+/// Base of `dbapi._Shape`: the facts about one SQL text that `execute`
+/// reads natively (the subclass adds the rest).
+#[pyclass(subclass, module = "alkdev_storage._native", name = "ShapeBase")]
+pub struct ShapeBase {
+    /// May run on a reader while no transaction is open (cleared once
+    /// SQLite finds that the statement writes).
+    #[pyo3(get, set)]
+    reader: bool,
+    /// Not BEGIN/COMMIT/END/ROLLBACK: may run in the connection's
+    /// transaction as it is.
+    #[pyo3(get, set)]
+    plain: bool,
+    /// The result columns the statement ran with last time.
+    #[pyo3(get, set)]
+    columns: Option<Py<Columns>>,
+}
+
+#[pymethods]
+impl ShapeBase {
+    #[new]
+    #[pyo3(signature = (*_args))]
+    fn new(_args: &Bound<'_, PyTuple>) -> Self {
+        ShapeBase {
+            reader: false,
+            plain: false,
+            columns: None,
+        }
     }
-    match found.cast_into::<Columns>() {
-        Ok(columns) => Ok(Some(columns)),
-        Err(_) => Err(PyTypeError::new_err(
-            "shape.columns must be a Columns or None",
-        )),
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(columns) = &self.columns {
+            visit.call(columns)?;
+        }
+        Ok(())
     }
+
+    fn __clear__(&mut self) {
+        self.columns = None;
+    }
+}
+
+/// Base of `dbapi.Connection`: the state the native cursor reads.
+#[pyclass(subclass, module = "alkdev_storage._native", name = "ConnectionBase")]
+pub struct ConnectionBase {
+    /// The `alk.Database`; None once the connection is closed.
+    #[pyo3(get, set)]
+    _database: Option<Py<PyAny>>,
+    /// The native transaction the connection opened, if any (it may have
+    /// ended on the native object since).
+    #[pyo3(get, set)]
+    _tx: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl ConnectionBase {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        ConnectionBase {
+            _database: None,
+            _tx: None,
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(db) = &self._database {
+            visit.call(db)?;
+        }
+        if let Some(tx) = &self._tx {
+            visit.call(tx)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self._database = None;
+        self._tx = None;
+    }
+}
+
+/// The statement's cached columns, if it has any.
+fn cached<'py>(shape: &Bound<'py, ShapeBase>) -> Option<Bound<'py, Columns>> {
+    shape
+        .borrow()
+        .columns
+        .as_ref()
+        .map(|c| c.bind(shape.py()).clone())
 }
 
 /// The `description` for a statement that ran with `fresh` names (`None`:
 /// the same as `known`), updating the statement's cache when they changed.
 fn describe(
     py: Python<'_>,
-    shape: &Bound<'_, PyAny>,
+    shape: &Bound<'_, ShapeBase>,
     known: Option<&Bound<'_, Columns>>,
     fresh: Option<Vec<String>>,
 ) -> PyResult<(Py<PyAny>, usize)> {
@@ -137,7 +211,7 @@ fn describe(
         (fresh, _) => {
             let columns = Columns::build(py, fresh.unwrap_or_default())?;
             let out = (columns.description.clone_ref(py), columns.names.len());
-            shape.setattr(intern!(py, "columns"), Bound::new(py, columns)?)?;
+            shape.borrow_mut().columns = Some(Py::new(py, columns)?);
             Ok(out)
         }
     }
@@ -160,7 +234,7 @@ enum Rows {
 )]
 pub struct CursorBase {
     /// The `dbapi.Connection`; `None` once the cursor is closed.
-    connection: Option<Py<PyAny>>,
+    connection: Option<Py<ConnectionBase>>,
     rows: Rows,
     description: Option<Py<PyAny>>,
     rowcount: i64,
@@ -170,7 +244,7 @@ pub struct CursorBase {
 
 impl CursorBase {
     /// The open connection, or the `ProgrammingError` PEP 249 asks for.
-    fn open_connection<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn open_connection<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, ConnectionBase>> {
         self.open_database(py).map(|(conn, _)| conn)
     }
 
@@ -178,15 +252,19 @@ impl CursorBase {
     fn open_database<'py>(
         &self,
         py: Python<'py>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    ) -> PyResult<(Bound<'py, ConnectionBase>, Bound<'py, PyAny>)> {
         let Some(conn) = &self.connection else {
             return Err(Error::Programming("the cursor is closed".into()).into());
         };
         let conn = conn.bind(py);
-        let db = conn.getattr(intern!(py, "_database"))?;
-        if db.is_none() {
+        let Some(db) = conn
+            .borrow()
+            ._database
+            .as_ref()
+            .map(|db| db.bind(py).clone())
+        else {
             return Err(Error::Programming("the cursor's connection is closed".into()).into());
-        }
+        };
         Ok((conn.clone(), db))
     }
 
@@ -235,15 +313,18 @@ impl CursorBase {
         let Some(shape) = shapes.bind(py).get_item(operation)? else {
             return Ok(false);
         };
+        let Ok(shape) = shape.cast_into::<ShapeBase>() else {
+            return Ok(false);
+        };
         let sql = operation.to_str()?;
-        let tx = conn.getattr(intern!(py, "_tx"))?;
-        if !tx.is_none() {
+        let tx = conn.borrow()._tx.as_ref().map(|tx| tx.bind(py).clone());
+        if let Some(tx) = tx {
             // In the connection's transaction: any statement but BEGIN,
             // COMMIT, END and ROLLBACK (which the connection runs itself).
             let Ok(tx) = tx.cast::<Transaction>() else {
                 return Ok(false);
             };
-            if !tx.get().active() || !shape.getattr(intern!(py, "control"))?.is_none() {
+            if !tx.get().active() || !shape.borrow().plain {
                 return Ok(false);
             }
             let Some(params) = plain_params(parameters)? else {
@@ -254,8 +335,7 @@ impl CursorBase {
         }
         // No transaction: a statement known to read goes to a reader, unless
         // the thread has another stream open (the general path settles it).
-        if !shape.getattr(intern!(py, "reader"))?.is_truthy()? || !live_streams.bind(py).is_empty()
-        {
+        if !shape.borrow().reader || !live_streams.bind(py).is_empty() {
             return Ok(false);
         }
         let Some(params) = plain_params(parameters)? else {
@@ -272,7 +352,7 @@ impl CursorBase {
             None => {
                 // It writes after all (sqlite3_stmt_readonly): the general
                 // path takes it, now and from now on.
-                shape.setattr(intern!(py, "reader"), false)?;
+                shape.borrow_mut().reader = false;
                 Ok(false)
             }
         }
@@ -288,7 +368,7 @@ impl CursorBase {
         tx: &Bound<'_, Transaction>,
         sql: &str,
         params: &Params,
-        shape: &Bound<'_, PyAny>,
+        shape: &Bound<'_, ShapeBase>,
     ) -> PyResult<()> {
         let (fetched, outcome) = tx.get().run(py, sql, params)?;
         let Some(fetched) = fetched else {
@@ -296,7 +376,7 @@ impl CursorBase {
             self.lastrowid = outcome.lastrowid;
             return Ok(());
         };
-        let known = cached(shape)?;
+        let known = cached(shape);
         let fresh = match &known {
             Some(k) if k.get().names == fetched.columns => None,
             _ => Some(fetched.columns.clone()),
@@ -327,9 +407,9 @@ impl CursorBase {
         db: &Bound<'_, Database>,
         sql: &str,
         params: Params,
-        shape: &Bound<'_, PyAny>,
+        shape: &Bound<'_, ShapeBase>,
     ) -> PyResult<Option<bool>> {
-        let known = cached(shape)?;
+        let known = cached(shape);
         let known_names = known.as_ref().map(|k| k.get().names.as_slice());
         let core = db.get().core.clone();
         let read = detached(py, || -> crate::errors::Result<_> {
@@ -357,7 +437,7 @@ impl CursorBase {
             self.rows = Rows::Buffered(rows.into_iter());
             return Ok(Some(false));
         };
-        let names = cached(shape)?
+        let names = cached(shape)
             .map(|c| c.get().names.clone())
             .unwrap_or_default();
         let stream = RowIterator::streaming(live, names, BATCH, VecDeque::from(rows));
@@ -413,7 +493,7 @@ impl CursorBase {
     }
 
     #[new]
-    fn new(connection: Py<PyAny>) -> Self {
+    fn new(connection: Py<ConnectionBase>) -> Self {
         CursorBase {
             connection: Some(connection),
             rows: Rows::None,
@@ -426,7 +506,7 @@ impl CursorBase {
 
     /// The connection this cursor belongs to.
     #[getter]
-    fn connection(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    fn connection(&self, py: Python<'_>) -> PyResult<Py<ConnectionBase>> {
         match &self.connection {
             Some(conn) => Ok(conn.clone_ref(py)),
             None => Err(Error::Programming("the cursor is closed".into()).into()),
@@ -435,13 +515,13 @@ impl CursorBase {
 
     /// The connection, or None once the cursor is closed.
     #[getter]
-    fn _connection(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+    fn _connection(&self, py: Python<'_>) -> Option<Py<ConnectionBase>> {
         self.connection.as_ref().map(|c| c.clone_ref(py))
     }
 
     /// The connection, after checking that the cursor and the connection
     /// are open (`ProgrammingError` otherwise).
-    fn _conn<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn _conn<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, ConnectionBase>> {
         self.open_connection(py)
     }
 
@@ -506,9 +586,9 @@ impl CursorBase {
         py: Python<'_>,
         rows: &Bound<'_, PyList>,
         columns: Vec<String>,
-        shape: &Bound<'_, PyAny>,
+        shape: &Bound<'_, ShapeBase>,
     ) -> PyResult<()> {
-        let known = cached(shape)?;
+        let known = cached(shape);
         let fresh = match &known {
             Some(k) if k.get().names == columns => None,
             _ => Some(columns),
@@ -534,7 +614,7 @@ impl CursorBase {
         db: &Bound<'_, Database>,
         sql: &str,
         params: Option<&Bound<'_, PyAny>>,
-        shape: &Bound<'_, PyAny>,
+        shape: &Bound<'_, ShapeBase>,
     ) -> PyResult<bool> {
         match self.read(py, db, sql, to_params(params)?, shape)? {
             Some(streams) => Ok(streams),
@@ -550,7 +630,7 @@ impl CursorBase {
         tx: &Bound<'_, Transaction>,
         sql: &str,
         params: Option<&Bound<'_, PyAny>>,
-        shape: &Bound<'_, PyAny>,
+        shape: &Bound<'_, ShapeBase>,
     ) -> PyResult<()> {
         let params = to_params(params)?;
         self.run_in(py, tx, sql, &params, shape)

@@ -64,6 +64,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cursor::RowIterator>()?;
     m.add_class::<dbapi::CursorBase>()?;
     m.add_class::<dbapi::Columns>()?;
+    m.add_class::<dbapi::ShapeBase>()?;
+    m.add_class::<dbapi::ConnectionBase>()?;
     m.add_class::<schema::SchemaValidator>()?;
     #[cfg(unix)]
     {

@@ -243,14 +243,15 @@ _WRITER_ONLY = frozenset({"PRAGMA", "SAVEPOINT", "RELEASE", "ROLLBACK", "ATTACH"
 _DML = frozenset({"INSERT", "REPLACE", "UPDATE", "DELETE"})
 
 
-class _Shape:
+class _Shape(_native.ShapeBase):
     """What this module learned about one SQL text: its leading keywords,
     whether it may run on a reader (until SQLite's reader probe finds it
     writes), whether it has no result columns, and the columns it ran with.
     All are properties of the statement, not of the data, so they are kept
-    per text (see `_shape`)."""
+    per text (see `_shape`). ``reader``, ``plain`` and ``columns`` are
+    native (`_native.ShapeBase`): the native ``execute`` reads them."""
 
-    __slots__ = ("columns", "control", "first", "no_rows", "reader", "savepoint")
+    __slots__ = ("control", "first", "no_rows", "savepoint")
 
     def __init__(self, sql: str) -> None:
         words = _first_words(sql)
@@ -267,16 +268,17 @@ class _Shape:
             self.first == "ROLLBACK" and not self.savepoint
         ):
             self.control = "COMMIT" if self.first == "END" else self.first
+        # Runs in the connection's transaction as it is (not BEGIN/COMMIT/...).
+        self.plain = self.control is None
         # May run on a reader while no transaction is open; cleared when
-        # SQLite finds that it writes. The native `execute` reads it.
-        self.reader = self.control is None and self.first not in _WRITER_ONLY
+        # SQLite finds that it writes.
+        self.reader = self.plain and self.first not in _WRITER_ONLY
         self.no_rows = False
-        # The result columns seen last time, with their `description`: a
-        # statement's columns change only with the schema, so the cursor
-        # compares the names it ran with to these (no hashing) and reuses
-        # the tuples. Set by the native cursor; replaced whole, so threads
-        # sharing the statement never see half an update.
-        self.columns: _native.Columns | None = None
+        # `columns`: the result columns seen last time, with their
+        # `description`. A statement's columns change only with the schema,
+        # so the cursor compares the names it ran with to these (no hashing)
+        # and reuses the tuples; it replaces them whole, so threads sharing
+        # the statement never see half an update.
 
 
 _SHAPES_MAX = 1024
@@ -334,7 +336,7 @@ def _register_live_stream(db: Database, cursor: Cursor) -> None:
 # ----------------------------------------------------------- connection
 
 
-class Connection:
+class Connection(_native.ConnectionBase):
     """A DB-API connection over an `alk.Database`. Open one with `connect`.
 
     ``database`` is the underlying `alk.Database` (queues, streams, notify);
