@@ -8,7 +8,6 @@
 //! transaction go to a reader (a WAL snapshot); writes outside a transaction
 //! run on the writer as their own transaction.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,8 +52,10 @@ pub struct Core {
     writer: Writer,
     readers: Readers,
     /// Readers set up so far (by handle), with the generation of
-    /// `functions` each one has installed.
-    configured_readers: Mutex<HashMap<usize, u64>>,
+    /// `functions` each one has installed. At most `max_readers` entries
+    /// (the pool never holds more): a short list searched in place is
+    /// cheaper than hashing on every read.
+    configured_readers: Mutex<Vec<(usize, u64)>>,
     /// The generation of `functions` installed on the writer.
     writer_functions: AtomicU64,
     pub functions: UserFunctions,
@@ -113,7 +114,12 @@ impl Core {
         // here cannot be reused by another connection while we remember it.
         let key = unsafe { conn.handle() } as usize;
         let current = self.functions.generation();
-        let installed = self.configured_readers.lock().get(&key).copied();
+        let installed = self
+            .configured_readers
+            .lock()
+            .iter()
+            .find(|(handle, _)| *handle == key)
+            .map(|(_, generation)| *generation);
         if installed != Some(current) {
             let setup = match installed {
                 None => configure(&conn, &self.settings),
@@ -122,7 +128,11 @@ impl Core {
             .and_then(|()| self.functions.install(&conn).map_err(Error::run));
             match setup {
                 Ok(generation) => {
-                    self.configured_readers.lock().insert(key, generation);
+                    let mut configured = self.configured_readers.lock();
+                    match configured.iter_mut().find(|(handle, _)| *handle == key) {
+                        Some(entry) => entry.1 = generation,
+                        None => configured.push((key, generation)),
+                    }
                 }
                 Err(e) => {
                     self.readers.release(conn);
@@ -326,7 +336,7 @@ pub fn open(
         readonly,
         writer: Writer::new(writer_conn),
         readers: Readers::new(reader_target, max_readers),
-        configured_readers: Mutex::new(HashMap::new()),
+        configured_readers: Mutex::new(Vec::new()),
         writer_functions: AtomicU64::new(0),
         functions: UserFunctions::default(),
         settings,

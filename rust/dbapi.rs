@@ -245,27 +245,31 @@ pub struct CursorBase {
 impl CursorBase {
     /// The open connection, or the `ProgrammingError` PEP 249 asks for.
     fn open_connection<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, ConnectionBase>> {
-        self.open_database(py).map(|(conn, _)| conn)
+        self.open_state(py).map(|(conn, _, _)| conn)
     }
 
-    /// The open connection and its `alk.Database` (its ``_database``).
-    fn open_database<'py>(
+    /// The open connection, its `alk.Database` (``_database``) and the
+    /// transaction it holds (``_tx``, which may have ended since).
+    #[allow(clippy::type_complexity)]
+    fn open_state<'py>(
         &self,
         py: Python<'py>,
-    ) -> PyResult<(Bound<'py, ConnectionBase>, Bound<'py, PyAny>)> {
+    ) -> PyResult<(
+        Bound<'py, ConnectionBase>,
+        Bound<'py, PyAny>,
+        Option<Bound<'py, PyAny>>,
+    )> {
         let Some(conn) = &self.connection else {
             return Err(Error::Programming("the cursor is closed".into()).into());
         };
         let conn = conn.bind(py);
-        let Some(db) = conn
-            .borrow()
-            ._database
-            .as_ref()
-            .map(|db| db.bind(py).clone())
-        else {
+        let state = conn.borrow();
+        let Some(db) = state._database.as_ref().map(|db| db.bind(py).clone()) else {
             return Err(Error::Programming("the cursor's connection is closed".into()).into());
         };
-        Ok((conn.clone(), db))
+        let tx = state._tx.as_ref().map(|tx| tx.bind(py).clone());
+        drop(state);
+        Ok((conn.clone(), db, tx))
     }
 
     /// Forget the rows (giving a stream's reader back) and `description`.
@@ -300,8 +304,11 @@ impl CursorBase {
         parameters: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let py = slf.py();
-        let (conn, db) = slf.borrow().open_database(py)?;
-        slf.borrow_mut()._release(py);
+        // One borrow of each object for the whole call: a borrow is an
+        // atomic compare-and-swap, and this is every statement's path.
+        let mut this = slf.borrow_mut();
+        let (_, db, tx) = this.open_state(py)?;
+        this._release(py);
         // Copied out: the lock is not held while Python code may run.
         let hooks = HOOKS
             .lock()
@@ -316,36 +323,44 @@ impl CursorBase {
         let Ok(shape) = shape.cast_into::<ShapeBase>() else {
             return Ok(false);
         };
+        let (plain, reader, known) = {
+            let s = shape.borrow();
+            (
+                s.plain,
+                s.reader,
+                s.columns.as_ref().map(|c| c.bind(py).clone()),
+            )
+        };
         let sql = operation.to_str()?;
-        let tx = conn.borrow()._tx.as_ref().map(|tx| tx.bind(py).clone());
         if let Some(tx) = tx {
             // In the connection's transaction: any statement but BEGIN,
             // COMMIT, END and ROLLBACK (which the connection runs itself).
             let Ok(tx) = tx.cast::<Transaction>() else {
                 return Ok(false);
             };
-            if !tx.get().active() || !shape.borrow().plain {
+            if !plain || !tx.get().active() {
                 return Ok(false);
             }
             let Some(params) = plain_params(parameters)? else {
                 return Ok(false);
             };
-            slf.borrow_mut().run_in(py, tx, sql, &params, &shape)?;
+            this.run_in(py, tx, sql, &params, &shape, known)?;
             return Ok(true);
         }
         // No transaction: a statement known to read goes to a reader, unless
         // the thread has another stream open (the general path settles it).
-        if !shape.borrow().reader || !live_streams.bind(py).is_empty() {
+        if !reader || !live_streams.bind(py).is_empty() {
             return Ok(false);
         }
         let Some(params) = plain_params(parameters)? else {
             return Ok(false);
         };
         let db = db.cast::<Database>()?;
-        match slf.borrow_mut().read(py, db, sql, params, &shape)? {
+        match this.read(py, db, sql, params, &shape, known)? {
             Some(false) => Ok(true),
             Some(true) => {
                 // A long result holds its reader: dbapi tracks the stream.
+                drop(this);
                 slf.call_method1(intern!(py, "_track_stream"), (db,))?;
                 Ok(true)
             }
@@ -369,6 +384,7 @@ impl CursorBase {
         sql: &str,
         params: &Params,
         shape: &Bound<'_, ShapeBase>,
+        known: Option<Bound<'_, Columns>>,
     ) -> PyResult<()> {
         let (fetched, outcome) = tx.get().run(py, sql, params)?;
         let Some(fetched) = fetched else {
@@ -376,7 +392,6 @@ impl CursorBase {
             self.lastrowid = outcome.lastrowid;
             return Ok(());
         };
-        let known = cached(shape);
         let fresh = match &known {
             Some(k) if k.get().names == fetched.columns => None,
             _ => Some(fetched.columns.clone()),
@@ -408,8 +423,8 @@ impl CursorBase {
         sql: &str,
         params: Params,
         shape: &Bound<'_, ShapeBase>,
+        known: Option<Bound<'_, Columns>>,
     ) -> PyResult<Option<bool>> {
-        let known = cached(shape);
         let known_names = known.as_ref().map(|k| k.get().names.as_slice());
         let core = db.get().core.clone();
         let read = detached(py, || -> crate::errors::Result<_> {
@@ -616,7 +631,7 @@ impl CursorBase {
         params: Option<&Bound<'_, PyAny>>,
         shape: &Bound<'_, ShapeBase>,
     ) -> PyResult<bool> {
-        match self.read(py, db, sql, to_params(params)?, shape)? {
+        match self.read(py, db, sql, to_params(params)?, shape, cached(shape))? {
             Some(streams) => Ok(streams),
             None => Err(Error::WritingStatement.into()),
         }
@@ -633,7 +648,7 @@ impl CursorBase {
         shape: &Bound<'_, ShapeBase>,
     ) -> PyResult<()> {
         let params = to_params(params)?;
-        self.run_in(py, tx, sql, &params, shape)
+        self.run_in(py, tx, sql, &params, shape, cached(shape))
     }
 
     /// Run one statement; returns the cursor, so ``cur.execute(...)
