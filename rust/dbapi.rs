@@ -1,17 +1,21 @@
-//! The native half of `alkdev_storage.dbapi`'s cursor.
+//! The native half of `alkdev_storage.dbapi`.
 //!
 //! `CursorBase` keeps a cursor's result (rows, `description`, `rowcount`,
-//! `lastrowid`) and does the fetching, and `_read` runs the statement an ORM
-//! sends most: a read outside a transaction, on a pooled reader, in one call
-//! that prepares, binds, steps and converts the first batch of rows. The
-//! Python subclass (`dbapi.Cursor`) decides where each statement runs
-//! (reader, writer, native transaction) and handles the rarer paths.
+//! `lastrowid`) and does the fetching, and its `execute` runs the statements
+//! an ORM sends most in one native call each: a known statement with plain
+//! parameters, either a read outside a transaction (on a pooled reader:
+//! prepare, bind, step and convert the first batch of rows) or any statement
+//! inside the connection's transaction. The Python subclass (`dbapi.Cursor`)
+//! takes everything else (`_execute`): first runs, dates and times, named
+//! parameters, BEGIN/COMMIT/ROLLBACK in SQL, autocommit writes.
 //!
-//! `Columns` is the per-statement cache of result columns: the names a
-//! statement had the last time it ran and the `description` tuple built
-//! from them. `dbapi` keeps one per SQL text; a rerun whose columns are the
-//! same (the usual case: they change only with the schema) copies no name
-//! and builds no tuple.
+//! `ShapeBase` and `ConnectionBase` hold the facts `execute` reads on every
+//! statement (what a SQL text is allowed to do; the connection's database
+//! and transaction) as fields, so that reading them is not an attribute
+//! lookup. `Columns` is the per-statement cache of result columns: the names
+//! a statement had the last time it ran and the `description` tuple built
+//! from them; a rerun whose columns are the same (the usual case: they change
+//! only with the schema) copies no name and builds no tuple.
 //!
 //! Like `sqlite3`'s, a cursor is not for sharing between threads (the
 //! module's `threadsafety` is 1); a second thread using one while the first
@@ -52,6 +56,22 @@ pub fn _dbapi_hooks(shapes: Py<PyDict>, live_streams: Py<PyDict>) {
         shapes,
         live_streams,
     });
+}
+
+/// Whether `dbapi._live_streams` has an entry for this thread on `db`: its
+/// key is ``(id(db), threading.get_ident())``.
+fn holds_stream(
+    py: Python<'_>,
+    live_streams: &Py<PyDict>,
+    db: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
+    let live_streams = live_streams.bind(py);
+    if live_streams.is_empty() {
+        return Ok(false);
+    }
+    // SAFETY: a plain query of the calling thread's identifier.
+    let thread = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
+    live_streams.contains((db.as_ptr() as usize, thread))
 }
 
 /// Rows read per trip to SQLite; a result this short comes back whole from
@@ -348,8 +368,9 @@ impl CursorBase {
             return Ok(true);
         }
         // No transaction: a statement known to read goes to a reader, unless
-        // the thread has another stream open (the general path settles it).
-        if !reader || !live_streams.bind(py).is_empty() {
+        // the thread has another stream open on this database (the general
+        // path settles it first).
+        if !reader || holds_stream(py, &live_streams, &db)? {
             return Ok(false);
         }
         let Some(params) = plain_params(parameters)? else {

@@ -384,6 +384,27 @@ def test_stream_bookkeeping_is_dropped(conn: dbapi.Connection) -> None:
     assert len(_live_streams) == before
 
 
+def test_a_stream_on_another_database_is_left_streaming(tmp_path: Path) -> None:
+    # The thread's open stream is settled only before a read on its own
+    # database; reads elsewhere leave it streaming.
+    one = dbapi.connect(tmp_path / "one.db", max_readers=1)
+    two = dbapi.connect(tmp_path / "two.db", max_readers=1)
+    for c in (one, two):
+        c.cursor().execute("CREATE TABLE s(x)")
+        c.cursor().executemany("INSERT INTO s VALUES (?)", [(i,) for i in range(1000)])
+        c.commit()
+    streaming = one.cursor().execute("SELECT x FROM s ORDER BY x")
+    assert streaming._streaming
+    for _ in range(3):  # the second time on, the statement takes the native path
+        assert two.cursor().execute("SELECT count(*) FROM s").fetchall() == [(1000,)]
+    assert streaming._streaming
+    assert one.cursor().execute("SELECT count(*) FROM s").fetchall() == [(1000,)]
+    assert not streaming._streaming  # buffered first: one.db has one reader
+    assert len(streaming.fetchall()) == 1000
+    one.close()
+    two.close()
+
+
 def test_a_cycle_through_a_cursor_is_collected(path: Path) -> None:
     # The native cursor shows the collector what it holds: a connection
     # keeping its cursor (which keeps the connection and a streamed result)
