@@ -845,3 +845,99 @@ def test_description_follows_schema_changes(conn: dbapi.Connection) -> None:
     cur.execute("SELECT * FROM t")  # outside: a reader's cached statement
     assert [d[0] for d in cur.description or ()] == ["id", "name", "n", "extra"]
     assert cur.fetchall() == [(1, "a", None, "x")]
+
+
+# A statement's first run takes the Python path (`Cursor._execute`), which
+# learns its shape; later runs with plain parameters take the native one
+# (`CursorBase.execute`). Both must behave the same.
+
+
+@pytest.fixture
+def general_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements that took the Python path, in order."""
+    runs: list[str] = []
+    general = dbapi.Cursor._execute
+
+    def spy(self: dbapi.Cursor, operation: str, parameters: object) -> None:
+        runs.append(operation)
+        general(self, operation, parameters)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dbapi.Cursor, "_execute", spy)
+    return runs
+
+
+def run_twice(cur: dbapi.Cursor, sql: str, params: tuple[object, ...] = ()) -> list[object]:
+    """The observable result of each of two runs (or the error's class)."""
+    seen: list[object] = []
+    for _ in range(2):
+        try:
+            cur.execute(sql, params)
+        except dbapi.Error as e:
+            seen.append(type(e))
+        else:
+            rows = cur.fetchall() if cur.description is not None else None
+            seen.append((cur.description, rows, cur.rowcount, cur.lastrowid))
+    return seen
+
+
+def test_direct_path_reads_like_the_general_path(path: Path, general_runs: list[str]) -> None:
+    c = dbapi.connect(path, max_readers=1)
+    cur = c.cursor()
+    cur.execute("CREATE TABLE r(id INTEGER PRIMARY KEY, name TEXT, blob BLOB, score REAL)")
+    cur.executemany(
+        "INSERT INTO r VALUES (?, ?, ?, ?)", [(i, f"n{i}", b"\x00b", i / 3) for i in range(5)]
+    )
+    c.commit()
+    first, second = run_twice(cur, "SELECT * FROM r WHERE id >= ?", (3,))
+    assert first == second
+    assert second == (
+        tuple(
+            (name, None, None, None, None, None, None) for name in ("id", "name", "blob", "score")
+        ),
+        [(3, "n3", b"\x00b", 1.0), (4, "n4", b"\x00b", 4 / 3)],
+        -1,
+        None,
+    )
+    # An error while stepping (not while preparing), on the only reader.
+    first, second = run_twice(cur, "SELECT abs(?)", (-(2**63),))
+    assert first == second and issubclass(first, dbapi.OperationalError)  # type: ignore[arg-type]
+    assert cur.description is None and cur.fetchall() == []
+    assert c.execute("SELECT count(*) FROM r").fetchall() == [(5,)]  # the reader is back
+    # Dates on a statement already known still go through the adapters.
+    when = dt.datetime(2024, 2, 29, 13, 14, 15)
+    assert run_twice(cur, "SELECT ?", (when,))[1][1] == [("2024-02-29 13:14:15",)]  # type: ignore[index]
+    c.close()
+    # Each statement's first run, and both runs with a date, were general.
+    assert [sql for sql in general_runs if "?" in sql] == [
+        "SELECT * FROM r WHERE id >= ?",
+        "SELECT abs(?)",
+        "SELECT ?",
+        "SELECT ?",
+    ]
+
+
+def test_direct_path_writes_like_the_general_path(
+    conn: dbapi.Connection, other: dbapi.Connection, general_runs: list[str]
+) -> None:
+    cur = conn.cursor()
+    cur.execute("INSERT INTO t(name, n) VALUES ('seed', 0)")  # opens the transaction
+    insert = run_twice(cur, "INSERT INTO t(n) VALUES (?)", (7,))
+    assert insert == [(None, None, 1, 2), (None, None, 1, 3)]
+    first, second = run_twice(cur, "INSERT INTO t(name) VALUES (?)", ("seed",))
+    assert first == second and issubclass(first, dbapi.IntegrityError)  # type: ignore[arg-type]
+    assert conn.in_transaction  # an error leaves it open, on either path
+    returning = run_twice(cur, "UPDATE t SET n = n + 1 WHERE n = ? RETURNING id", (7,))
+    assert returning[0] == (((("id", None, None, None, None, None, None),), [(2,), (3,)], 2, None))
+    assert returning[1] == (((("id", None, None, None, None, None, None),), [], 0, None))
+    inserted = run_twice(cur, "INSERT INTO t(n) VALUES (?) RETURNING id, n", (9,))
+    assert [r[1:] for r in inserted] == [([(4, 9)], 1, 4), ([(5, 9)], 1, 5)]  # type: ignore[index]
+    assert count(other) == 0  # nothing committed yet
+    conn.rollback()
+    assert count(other) == 0
+    assert not conn.in_transaction
+    assert [sql for sql in general_runs if "?" in sql] == [  # first runs only
+        "INSERT INTO t(n) VALUES (?)",
+        "INSERT INTO t(name) VALUES (?)",
+        "UPDATE t SET n = n + 1 WHERE n = ? RETURNING id",
+        "INSERT INTO t(n) VALUES (?) RETURNING id, n",
+    ]
