@@ -854,7 +854,9 @@ def test_description_follows_schema_changes(conn: dbapi.Connection) -> None:
 
 @pytest.fixture
 def general_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The statements that took the Python path, in order."""
+    """The statements that took the Python path, in order, counting from
+    no statement known (other tests' statements are forgotten)."""
+    dbapi._shapes.clear()
     runs: list[str] = []
     general = dbapi.Cursor._execute
 
