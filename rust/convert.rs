@@ -163,10 +163,10 @@ pub fn to_params(params: Option<&Bound<'_, PyAny>>) -> PyResult<Params> {
     }
 }
 
-/// Convert positional parameters (`None`, a tuple or a list) whose values
-/// are all of the exact types stored as they are (None, int, float, str,
-/// bytes, bool). `None` when anything else is there: the caller then takes
-/// a path that adapts values first (`dbapi`'s dates and times).
+/// Convert parameters (`None`, a tuple or a list, or a dict of named ones)
+/// whose values are all of the exact types stored as they are (None, int,
+/// float, str, bytes, bool). `None` when anything else is there: the caller
+/// then takes a path that adapts values first (`dbapi`'s dates and times).
 pub fn plain_params(params: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Params>> {
     let Some(obj) = params else {
         return Ok(Some(Params::NONE));
@@ -174,29 +174,34 @@ pub fn plain_params(params: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Params
     if obj.is_none() {
         return Ok(Some(Params::NONE));
     }
-    let plain = |items: &mut dyn Iterator<Item = Bound<'_, PyAny>>| {
-        let mut values = Vec::new();
-        for (i, v) in items.enumerate() {
-            let exact = v.is_none()
-                || v.is_exact_instance_of::<PyString>()
-                || v.is_exact_instance_of::<PyInt>()
-                || v.is_exact_instance_of::<PyFloat>()
-                || v.is_exact_instance_of::<PyBytes>()
-                || v.is_exact_instance_of::<PyBool>();
-            if !exact {
-                return Ok(None);
-            }
-            values.push(to_value(&v, &|| format!("parameter {}", i + 1))?);
-        }
-        Ok(Some(Params::Positional(values)))
-    };
     if let Ok(t) = obj.cast_exact::<PyTuple>() {
-        return plain(&mut t.iter());
+        return all_plain(t.iter())
+            .then(|| positional(t.iter()))
+            .transpose();
     }
     if let Ok(l) = obj.cast_exact::<PyList>() {
-        return plain(&mut l.iter());
+        return all_plain(l.iter())
+            .then(|| positional(l.iter()))
+            .transpose();
+    }
+    if let Ok(d) = obj.cast_exact::<PyDict>() {
+        return all_plain(d.values().iter())
+            .then(|| named(d.iter()))
+            .transpose();
     }
     Ok(None)
+}
+
+/// True when every value is of a type stored as it is (see `plain_params`).
+fn all_plain<'py>(mut values: impl Iterator<Item = Bound<'py, PyAny>>) -> bool {
+    values.all(|v| {
+        v.is_none()
+            || v.is_exact_instance_of::<PyString>()
+            || v.is_exact_instance_of::<PyInt>()
+            || v.is_exact_instance_of::<PyFloat>()
+            || v.is_exact_instance_of::<PyBytes>()
+            || v.is_exact_instance_of::<PyBool>()
+    })
 }
 
 fn bad_params(obj: &Bound<'_, PyAny>) -> PyErr {

@@ -9,6 +9,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -868,7 +869,7 @@ def general_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return runs
 
 
-def run_twice(cur: dbapi.Cursor, sql: str, params: tuple[object, ...] = ()) -> list[object]:
+def run_twice(cur: dbapi.Cursor, sql: str, params: Any = ()) -> list[object]:
     """The observable result of each of two runs (or the error's class)."""
     seen: list[object] = []
     for _ in range(2):
@@ -905,14 +906,17 @@ def test_direct_path_reads_like_the_general_path(path: Path, general_runs: list[
     assert first == second and issubclass(first, dbapi.OperationalError)  # type: ignore[arg-type]
     assert cur.description is None and cur.fetchall() == []
     assert c.execute("SELECT count(*) FROM r").fetchall() == [(5,)]  # the reader is back
+    first, second = run_twice(cur, "SELECT name FROM r WHERE id = :id", {"id": 2})
+    assert first == second and second[1] == [("n2",)]  # type: ignore[index]
     # Dates on a statement already known still go through the adapters.
     when = dt.datetime(2024, 2, 29, 13, 14, 15)
     assert run_twice(cur, "SELECT ?", (when,))[1][1] == [("2024-02-29 13:14:15",)]  # type: ignore[index]
     c.close()
     # Each statement's first run, and both runs with a date, were general.
-    assert [sql for sql in general_runs if "?" in sql] == [
+    assert [sql for sql in general_runs if "?" in sql or ":" in sql] == [
         "SELECT * FROM r WHERE id >= ?",
         "SELECT abs(?)",
+        "SELECT name FROM r WHERE id = :id",
         "SELECT ?",
         "SELECT ?",
     ]
