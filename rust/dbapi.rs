@@ -6,8 +6,8 @@
 //! parameters, either a read outside a transaction (on a pooled reader:
 //! prepare, bind, step and convert the first batch of rows) or any statement
 //! inside the connection's transaction. The Python subclass (`dbapi.Cursor`)
-//! takes everything else (`_execute`): first runs, dates and times, named
-//! parameters, BEGIN/COMMIT/ROLLBACK in SQL, autocommit writes.
+//! takes everything else (`_execute`): first runs, dates and times,
+//! BEGIN/COMMIT/ROLLBACK in SQL, writes outside a transaction.
 //!
 //! `ShapeBase` and `ConnectionBase` hold the facts `execute` reads on every
 //! statement (what a SQL text is allowed to do; the connection's database
@@ -675,11 +675,12 @@ impl CursorBase {
     /// Run one statement; returns the cursor, so ``cur.execute(...)
     /// .fetchall()`` works.
     ///
-    /// The common case runs here without any Python: a statement already
-    /// known to read, with plain parameters (None, int, float, str, bytes,
-    /// bool in a tuple or list), while the connection has no transaction
-    /// open and the thread no other stream open. Everything else goes to
-    /// the subclass's `_execute`.
+    /// The common cases run here without any Python: a statement already
+    /// seen, with plain parameters (None, int, float, str, bytes, bool, in a
+    /// tuple, a list or a dict of named ones), either inside the
+    /// connection's transaction, or reading while none is open (and the
+    /// thread has no other stream open on the database). Everything else
+    /// goes to the subclass's `_execute`.
     #[pyo3(signature = (operation, parameters=None))]
     fn execute<'py>(
         slf: &Bound<'py, Self>,
