@@ -147,6 +147,25 @@ impl Core {
         self.readers.release(conn);
     }
 
+    /// One statement on the writer as its own transaction (autocommit): its
+    /// rows (None for a statement without result columns) and its counts,
+    /// as `Transaction::run` reports them. A statement that leaves a
+    /// transaction open (BEGIN, SAVEPOINT) is rolled back and refused.
+    pub fn run_alone(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        params: &Params,
+    ) -> Result<(Option<Fetched>, Outcome)> {
+        let writer = self.acquire_writer(py)?;
+        let stats = &self.stats;
+        let (_writer, out) = detached_with(py, writer, |w| {
+            let out = exec::run(w, stats, sql, params);
+            left_open(w).and(out)
+        });
+        out
+    }
+
     /// Run `work` on a reader; if it answers `None` (the statement writes),
     /// run `fallback` on the writer instead.
     fn read_or_write<T: Send>(

@@ -36,6 +36,7 @@ use crate::cursor::{Live, RowIterator};
 use crate::database::{row_tuple, Database};
 use crate::detach::detached;
 use crate::errors::Error;
+use crate::exec::{Fetched, Outcome};
 use crate::transaction::Transaction;
 
 /// `dbapi`'s module state that `CursorBase.execute` reads: the statement
@@ -138,6 +139,9 @@ pub struct ShapeBase {
     /// transaction as it is.
     #[pyo3(get, set)]
     plain: bool,
+    /// SAVEPOINT, RELEASE or ROLLBACK TO: needs a transaction.
+    #[pyo3(get, set)]
+    savepoint: bool,
     /// The result columns the statement ran with last time.
     #[pyo3(get, set)]
     columns: Option<Py<Columns>>,
@@ -151,6 +155,7 @@ impl ShapeBase {
         ShapeBase {
             reader: false,
             plain: false,
+            savepoint: false,
             columns: None,
         }
     }
@@ -177,6 +182,9 @@ pub struct ConnectionBase {
     /// ended on the native object since).
     #[pyo3(get, set)]
     _tx: Option<Py<PyAny>>,
+    /// Every statement is its own transaction (until BEGIN in SQL).
+    #[pyo3(get, set)]
+    _autocommit: bool,
 }
 
 #[pymethods]
@@ -187,6 +195,7 @@ impl ConnectionBase {
         ConnectionBase {
             _database: None,
             _tx: None,
+            _autocommit: false,
         }
     }
 
@@ -237,6 +246,18 @@ fn describe(
     }
 }
 
+/// An open connection's state, as `execute` reads it.
+struct Open<'py> {
+    conn: Bound<'py, ConnectionBase>,
+    /// ``_database``.
+    db: Bound<'py, PyAny>,
+    /// ``_tx``: the transaction the connection opened (it may have ended on
+    /// the native object since).
+    tx: Option<Bound<'py, PyAny>>,
+    /// ``_autocommit``.
+    autocommit: bool,
+}
+
 enum Rows {
     None,
     /// Read whole: what is left of them.
@@ -265,20 +286,11 @@ pub struct CursorBase {
 impl CursorBase {
     /// The open connection, or the `ProgrammingError` PEP 249 asks for.
     fn open_connection<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, ConnectionBase>> {
-        self.open_state(py).map(|(conn, _, _)| conn)
+        self.open_state(py).map(|open| open.conn)
     }
 
-    /// The open connection, its `alk.Database` (``_database``) and the
-    /// transaction it holds (``_tx``, which may have ended since).
-    #[allow(clippy::type_complexity)]
-    fn open_state<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<(
-        Bound<'py, ConnectionBase>,
-        Bound<'py, PyAny>,
-        Option<Bound<'py, PyAny>>,
-    )> {
+    /// The open connection and what `execute` needs of it.
+    fn open_state<'py>(&self, py: Python<'py>) -> PyResult<Open<'py>> {
         let Some(conn) = &self.connection else {
             return Err(Error::Programming("the cursor is closed".into()).into());
         };
@@ -288,8 +300,14 @@ impl CursorBase {
             return Err(Error::Programming("the cursor's connection is closed".into()).into());
         };
         let tx = state._tx.as_ref().map(|tx| tx.bind(py).clone());
+        let autocommit = state._autocommit;
         drop(state);
-        Ok((conn.clone(), db, tx))
+        Ok(Open {
+            conn: conn.clone(),
+            db,
+            tx,
+            autocommit,
+        })
     }
 
     /// Forget the rows (giving a stream's reader back) and `description`.
@@ -327,7 +345,9 @@ impl CursorBase {
         // One borrow of each object for the whole call: a borrow is an
         // atomic compare-and-swap, and this is every statement's path.
         let mut this = slf.borrow_mut();
-        let (_, db, tx) = this.open_state(py)?;
+        let Open {
+            db, tx, autocommit, ..
+        } = this.open_state(py)?;
         this._release(py);
         // Copied out: the lock is not held while Python code may run.
         let hooks = HOOKS
@@ -343,13 +363,10 @@ impl CursorBase {
         let Ok(shape) = shape.cast_into::<ShapeBase>() else {
             return Ok(false);
         };
-        let (plain, reader, known) = {
+        let (plain, reader, savepoint, known) = {
             let s = shape.borrow();
-            (
-                s.plain,
-                s.reader,
-                s.columns.as_ref().map(|c| c.bind(py).clone()),
-            )
+            let known = s.columns.as_ref().map(|c| c.bind(py).clone());
+            (s.plain, s.reader, s.savepoint, known)
         };
         let sql = operation.to_str()?;
         if let Some(tx) = tx {
@@ -364,19 +381,34 @@ impl CursorBase {
             let Some(params) = plain_params(parameters)? else {
                 return Ok(false);
             };
-            this.run_in(py, tx, sql, &params, &shape, known)?;
+            let (fetched, outcome) = tx.get().run(py, sql, &params)?;
+            this.record(py, fetched, outcome, &shape, known)?;
             return Ok(true);
         }
-        // No transaction: a statement known to read goes to a reader, unless
-        // the thread has another stream open on this database (the general
-        // path settles it first).
-        if !reader || holds_stream(py, &live_streams, &db)? {
+        let db = db.cast::<Database>()?;
+        if !reader {
+            // A write with no transaction open: in autocommit mode it is
+            // its own transaction on the writer; otherwise the general path
+            // opens the connection's transaction first.
+            if !autocommit || !plain || savepoint {
+                return Ok(false);
+            }
+            let Some(params) = plain_params(parameters)? else {
+                return Ok(false);
+            };
+            let (fetched, outcome) = db.get().core.run_alone(py, sql, &params)?;
+            this.record(py, fetched, outcome, &shape, known)?;
+            return Ok(true);
+        }
+        // A statement known to read goes to a reader, unless the thread has
+        // another stream open on this database (the general path settles it
+        // first).
+        if holds_stream(py, &live_streams, db.as_any())? {
             return Ok(false);
         }
         let Some(params) = plain_params(parameters)? else {
             return Ok(false);
         };
-        let db = db.cast::<Database>()?;
         match this.read(py, db, sql, params, &shape, known)? {
             Some(false) => Ok(true),
             Some(true) => {
@@ -394,20 +426,18 @@ impl CursorBase {
         }
     }
 
-    /// Run one statement in `tx` and record its rows (with their
-    /// `description`) or its counts. For `INSERT`/`UPDATE`/`DELETE`/
-    /// `REPLACE ... RETURNING`, `rowcount` is the number of rows returned
-    /// and, for an insert that returned rows, `lastrowid` is set.
-    fn run_in(
+    /// Record a statement's rows (with their `description`) or its counts.
+    /// For `INSERT`/`UPDATE`/`DELETE`/`REPLACE ... RETURNING`, `rowcount` is
+    /// the number of rows returned and, for an insert that returned rows,
+    /// `lastrowid` is set.
+    fn record(
         &mut self,
         py: Python<'_>,
-        tx: &Bound<'_, Transaction>,
-        sql: &str,
-        params: &Params,
+        fetched: Option<Fetched>,
+        outcome: Outcome,
         shape: &Bound<'_, ShapeBase>,
         known: Option<Bound<'_, Columns>>,
     ) -> PyResult<()> {
-        let (fetched, outcome) = tx.get().run(py, sql, params)?;
         let Some(fetched) = fetched else {
             self.rowcount = outcome.rowcount;
             self.lastrowid = outcome.lastrowid;
@@ -669,7 +699,23 @@ impl CursorBase {
         shape: &Bound<'_, ShapeBase>,
     ) -> PyResult<()> {
         let params = to_params(params)?;
-        self.run_in(py, tx, sql, &params, shape, cached(shape))
+        let (fetched, outcome) = tx.get().run(py, sql, &params)?;
+        self.record(py, fetched, outcome, shape, cached(shape))
+    }
+
+    /// Run one statement on `db`'s writer as its own transaction
+    /// (autocommit mode); `shape` caches the statement's `Columns`.
+    fn _run_alone(
+        &mut self,
+        py: Python<'_>,
+        db: &Bound<'_, Database>,
+        sql: &str,
+        params: Option<&Bound<'_, PyAny>>,
+        shape: &Bound<'_, ShapeBase>,
+    ) -> PyResult<()> {
+        let params = to_params(params)?;
+        let (fetched, outcome) = db.get().core.run_alone(py, sql, &params)?;
+        self.record(py, fetched, outcome, shape, cached(shape))
     }
 
     /// Run one statement; returns the cursor, so ``cur.execute(...)

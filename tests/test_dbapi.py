@@ -947,3 +947,32 @@ def test_direct_path_writes_like_the_general_path(
         "UPDATE t SET n = n + 1 WHERE n = ? RETURNING id",
         "INSERT INTO t(n) VALUES (?) RETURNING id, n",
     ]
+
+
+def test_direct_path_autocommit_like_the_general_path(
+    path: Path, other: dbapi.Connection, general_runs: list[str]
+) -> None:
+    c = dbapi.connect(path, autocommit=True)
+    cur = c.cursor()
+    inserted = run_twice(cur, "INSERT INTO t(name, n) VALUES (?, ?)", ("a", 1))
+    assert inserted[0] == (None, None, 1, 1)
+    assert issubclass(inserted[1], dbapi.IntegrityError)  # type: ignore[arg-type]
+    assert count(other) == 1  # committed at once
+    returning = run_twice(cur, "INSERT INTO t(n) VALUES (?) RETURNING id, n", (5,))
+    # lastrowid too, as in a transaction (and as sqlite3 reports it).
+    assert [r[1:] for r in returning] == [([(2, 5)], 1, 2), ([(3, 5)], 1, 3)]  # type: ignore[index]
+    assert count(other) == 3
+    updated = run_twice(cur, "UPDATE t SET n = n + ? WHERE n = 5", (1,))
+    assert updated == [(None, None, 2, None), (None, None, 0, None)]
+    for _ in range(2):  # refused before anything runs, on either path
+        with pytest.raises(dbapi.ProgrammingError, match="savepoints need a transaction"):
+            cur.execute("SAVEPOINT sp")
+    assert not c.in_transaction
+    c.close()
+    assert [sql for sql in general_runs if sql.startswith(("INSERT", "UPDATE", "SAVEPOINT"))] == [
+        "INSERT INTO t(name, n) VALUES (?, ?)",
+        "INSERT INTO t(n) VALUES (?) RETURNING id, n",
+        "UPDATE t SET n = n + ? WHERE n = 5",
+        "SAVEPOINT sp",
+        "SAVEPOINT sp",
+    ]

@@ -245,13 +245,14 @@ _DML = frozenset({"INSERT", "REPLACE", "UPDATE", "DELETE"})
 
 class _Shape(_native.ShapeBase):
     """What this module learned about one SQL text: its leading keywords,
-    whether it may run on a reader (until SQLite's reader probe finds it
-    writes), whether it has no result columns, and the columns it ran with.
-    All are properties of the statement, not of the data, so they are kept
-    per text (see `_shape`). ``reader``, ``plain`` and ``columns`` are
-    native (`_native.ShapeBase`): the native ``execute`` reads them."""
+    whether it is transaction control or a savepoint statement, whether it
+    may run on a reader (until SQLite's reader probe finds it writes), and
+    the columns it ran with. All are properties of the statement, not of the
+    data, so they are kept per text (see `_shape`). ``reader``, ``plain``,
+    ``savepoint`` and ``columns`` are native (`_native.ShapeBase`): the
+    native ``execute`` reads them."""
 
-    __slots__ = ("control", "first", "no_rows", "savepoint")
+    __slots__ = ("control", "first")
 
     def __init__(self, sql: str) -> None:
         words = _first_words(sql)
@@ -273,7 +274,6 @@ class _Shape(_native.ShapeBase):
         # May run on a reader while no transaction is open; cleared when
         # SQLite finds that it writes.
         self.reader = self.plain and self.first not in _WRITER_ONLY
-        self.no_rows = False
         # `columns`: the result columns seen last time, with their
         # `description`. A statement's columns change only with the schema,
         # so the cursor compares the names it ran with to these (no hashing)
@@ -639,7 +639,7 @@ class Cursor(_native.CursorBase):
                 # On the writer outside a transaction, SAVEPOINT would start
                 # one behind the core's back.
                 raise ProgrammingError("savepoints need a transaction: turn autocommit off")
-            self._run_autocommit(conn.database, operation, params, shape)
+            self._run_alone(conn.database, operation, params, shape)
         else:
             self._run_in(tx, operation, params, shape)
 
@@ -647,23 +647,6 @@ class Cursor(_native.CursorBase):
         """Called when a result streams (holds a reader): see
         `_live_streams`."""
         _register_live_stream(db, self)
-
-    def _run_autocommit(self, db: Database, sql: str, params: _Params, shape: _Shape) -> None:
-        columns: list[str] = []
-        if not shape.no_rows:
-            _settle_live_stream(db)  # db.columns takes a reader
-            columns = db.columns(sql)
-        if not columns:
-            shape.no_rows = True
-            result = db.execute(sql, params)
-            self._set_counts(result.rowcount, result.lastrowid)
-            return
-        # A statement with rows that writes (... RETURNING); db.query sends it
-        # to the writer as its own transaction.
-        rows = db.query(sql, params)
-        self._set_rows(rows, columns, shape)
-        if shape.first in _DML:
-            self._set_counts(len(rows), None)
 
     def executemany(self, operation: str, seq_of_parameters: Iterable[_Params]) -> Cursor:
         """Run one statement once per parameter set, in one native call (in
