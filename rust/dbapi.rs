@@ -4,10 +4,11 @@
 //! `lastrowid`) and does the fetching, and its `execute` runs the statements
 //! an ORM sends most in one native call each: a known statement with plain
 //! parameters, either a read outside a transaction (on a pooled reader:
-//! prepare, bind, step and convert the first batch of rows) or any statement
-//! inside the connection's transaction. The Python subclass (`dbapi.Cursor`)
+//! prepare, bind, step and convert the first batch of rows), any statement
+//! inside the connection's transaction, or in autocommit mode a write (on
+//! the writer, as its own transaction). The Python subclass (`dbapi.Cursor`)
 //! takes everything else (`_execute`): first runs, dates and times,
-//! BEGIN/COMMIT/ROLLBACK in SQL, writes outside a transaction.
+//! BEGIN/COMMIT/ROLLBACK in SQL, the write that opens the transaction.
 //!
 //! `ShapeBase` and `ConnectionBase` hold the facts `execute` reads on every
 //! statement (what a SQL text is allowed to do; the connection's database
@@ -723,10 +724,10 @@ impl CursorBase {
     ///
     /// The common cases run here without any Python: a statement already
     /// seen, with plain parameters (None, int, float, str, bytes, bool, in a
-    /// tuple, a list or a dict of named ones), either inside the
-    /// connection's transaction, or reading while none is open (and the
-    /// thread has no other stream open on the database). Everything else
-    /// goes to the subclass's `_execute`.
+    /// tuple, a list or a dict of named ones), inside the connection's
+    /// transaction, reading while none is open (and the thread has no other
+    /// stream open on the database), or writing in autocommit mode.
+    /// Everything else goes to the subclass's `_execute`.
     #[pyo3(signature = (operation, parameters=None))]
     fn execute<'py>(
         slf: &Bound<'py, Self>,
