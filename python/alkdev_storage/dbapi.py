@@ -56,7 +56,7 @@ import time as _time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from alkdev_storage import _native
 from alkdev_storage._database import Database
@@ -596,6 +596,17 @@ class Cursor(_native.CursorBase):
 
     __slots__ = ()
 
+    if TYPE_CHECKING:  # the native attributes, typed for this module's classes
+
+        @property
+        def connection(self) -> Connection:
+            """The connection this cursor belongs to."""
+
+        @property
+        def _connection(self) -> Connection | None: ...
+
+        def _conn(self) -> Connection: ...
+
     def __repr__(self) -> str:
         return f"<dbapi.Cursor {'closed' if self._connection is None else 'open'}>"
 
@@ -606,7 +617,7 @@ class Cursor(_native.CursorBase):
         shape, adapt dates and times, settle another stream of the thread,
         and run statements on the writer or in the connection's
         transaction."""
-        conn: Connection = self._conn()
+        conn = self._conn()
         self._release()
         shape = _shape(operation)
         if shape.control is not None:
@@ -653,7 +664,7 @@ class Cursor(_native.CursorBase):
         the connection's transaction, or as one transaction in autocommit
         mode). ``rowcount`` is the total; ``lastrowid`` that of the last
         insert."""
-        conn: Connection = self._conn()
+        conn = self._conn()
         self._release()
         if _shape(operation).control is not None:
             raise ProgrammingError("executemany() cannot run BEGIN, COMMIT or ROLLBACK")
