@@ -646,28 +646,6 @@ impl CursorBase {
         self.lastrowid = lastrowid;
     }
 
-    /// Record rows read whole, with the columns they ran with; `shape`
-    /// caches the statement's `Columns`.
-    fn _set_rows(
-        &mut self,
-        py: Python<'_>,
-        rows: &Bound<'_, PyList>,
-        columns: Vec<String>,
-        shape: &Bound<'_, ShapeBase>,
-    ) -> PyResult<()> {
-        let known = cached(shape);
-        let fresh = match &known {
-            Some(k) if k.get().names == columns => None,
-            _ => Some(columns),
-        };
-        let (description, _) = describe(py, shape, known.as_ref(), fresh)?;
-        self.drop_rows(py);
-        self.description = Some(description);
-        let rows: Vec<Py<PyAny>> = rows.iter().map(Bound::unbind).collect();
-        self.rows = Rows::Buffered(rows.into_iter());
-        Ok(())
-    }
-
     /// Run a read-only statement on a reader of `db`, outside any
     /// transaction: prepare, bind, step and convert the first batch of rows
     /// in one call. A result that fits in the batch is read whole and its
