@@ -39,9 +39,10 @@ adapters did; ``Binary`` is ``bytes``.
 
 Threads: ``threadsafety`` is 1 (share the module, not connections). A
 connection holds a native transaction whose writer the core ties to the
-thread that opened it, and cursors keep their results without locks; give
-each thread its own connection (several may wrap one `alk.Database` through
-``connect(db=...)``; their transactions take turns on its writer).
+thread that opened it, and a cursor used by a second thread while the first
+is inside one of its calls raises ``RuntimeError``; give each thread its own
+connection (several may wrap one `alk.Database` through ``connect(db=...)``;
+their transactions take turns on its writer).
 
 More in docs/dbapi.md.
 """
