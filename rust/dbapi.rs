@@ -217,12 +217,13 @@ impl ConnectionBase {
 }
 
 /// The statement's cached columns, if it has any.
-fn cached<'py>(shape: &Bound<'py, ShapeBase>) -> Option<Bound<'py, Columns>> {
-    shape
-        .borrow()
+fn cached<'py>(shape: &Bound<'py, ShapeBase>) -> PyResult<Option<Bound<'py, Columns>>> {
+    let columns = shape
+        .try_borrow()?
         .columns
         .as_ref()
-        .map(|c| c.bind(shape.py()).clone())
+        .map(|c| c.bind(shape.py()).clone());
+    Ok(columns)
 }
 
 /// The `description` for a statement that ran with `fresh` names (`None`:
@@ -241,7 +242,7 @@ fn describe(
         (fresh, _) => {
             let columns = Columns::build(py, fresh.unwrap_or_default())?;
             let out = (columns.description.clone_ref(py), columns.names.len());
-            shape.borrow_mut().columns = Some(Py::new(py, columns)?);
+            shape.try_borrow_mut()?.columns = Some(Py::new(py, columns)?);
             Ok(out)
         }
     }
@@ -296,7 +297,7 @@ impl CursorBase {
             return Err(Error::Programming("the cursor is closed".into()).into());
         };
         let conn = conn.bind(py);
-        let state = conn.borrow();
+        let state = conn.try_borrow()?;
         let Some(db) = state._database.as_ref().map(|db| db.bind(py).clone()) else {
             return Err(Error::Programming("the cursor's connection is closed".into()).into());
         };
@@ -345,7 +346,9 @@ impl CursorBase {
         let py = slf.py();
         // One borrow of each object for the whole call: a borrow is an
         // atomic compare-and-swap, and this is every statement's path.
-        let mut this = slf.borrow_mut();
+        // A cursor is one thread's: a second thread calling in while the
+        // first is inside (its GIL released) gets RuntimeError here.
+        let mut this = slf.try_borrow_mut()?;
         let Open {
             db, tx, autocommit, ..
         } = this.open_state(py)?;
@@ -365,7 +368,7 @@ impl CursorBase {
             return Ok(false);
         };
         let (plain, reader, savepoint, known) = {
-            let s = shape.borrow();
+            let s = shape.try_borrow()?;
             let known = s.columns.as_ref().map(|c| c.bind(py).clone());
             (s.plain, s.reader, s.savepoint, known)
         };
@@ -421,7 +424,7 @@ impl CursorBase {
             None => {
                 // It writes after all (sqlite3_stmt_readonly): the general
                 // path takes it, now and from now on.
-                shape.borrow_mut().reader = false;
+                shape.try_borrow_mut()?.reader = false;
                 Ok(false)
             }
         }
@@ -504,7 +507,7 @@ impl CursorBase {
             self.rows = Rows::Buffered(rows.into_iter());
             return Ok(Some(false));
         };
-        let names = cached(shape)
+        let names = cached(shape)?
             .map(|c| c.get().names.clone())
             .unwrap_or_default();
         let stream = RowIterator::streaming(live, names, BATCH, VecDeque::from(rows));
@@ -661,7 +664,7 @@ impl CursorBase {
         params: Option<&Bound<'_, PyAny>>,
         shape: &Bound<'_, ShapeBase>,
     ) -> PyResult<bool> {
-        match self.read(py, db, sql, to_params(params)?, shape, cached(shape))? {
+        match self.read(py, db, sql, to_params(params)?, shape, cached(shape)?)? {
             Some(streams) => Ok(streams),
             None => Err(Error::WritingStatement.into()),
         }
@@ -679,7 +682,7 @@ impl CursorBase {
     ) -> PyResult<()> {
         let params = to_params(params)?;
         let (fetched, outcome) = tx.get().run(py, sql, &params)?;
-        self.record(py, fetched, outcome, shape, cached(shape))
+        self.record(py, fetched, outcome, shape, cached(shape)?)
     }
 
     /// Run one statement on `db`'s writer as its own transaction
@@ -694,7 +697,7 @@ impl CursorBase {
     ) -> PyResult<()> {
         let params = to_params(params)?;
         let (fetched, outcome) = db.get().core.run_alone(py, sql, &params)?;
-        self.record(py, fetched, outcome, shape, cached(shape))
+        self.record(py, fetched, outcome, shape, cached(shape)?)
     }
 
     /// Run one statement; returns the cursor, so ``cur.execute(...)

@@ -631,6 +631,33 @@ def test_threads_read_and_write_one_database_at_once(path: Path) -> None:
     db.close()
 
 
+def test_a_cursor_in_use_refuses_a_second_thread(conn: dbapi.Connection) -> None:
+    # threadsafety 1: a cursor is one thread's. A second thread calling into
+    # it while the first is inside execute gets an error, not a mixed result.
+    inside, done = threading.Event(), threading.Event()
+
+    def slow(x: int) -> int:
+        inside.set()
+        done.wait(10)
+        return x
+
+    conn.create_function("slow", 1, slow)
+    cur = conn.cursor()
+    got: list[object] = []
+    first = threading.Thread(target=lambda: got.append(cur.execute("SELECT slow(7)").fetchall()))
+    first.start()
+    assert inside.wait(10)
+    try:
+        with pytest.raises(RuntimeError):
+            cur.fetchall()
+        with pytest.raises(RuntimeError):
+            cur.execute("SELECT 1")
+    finally:
+        done.set()
+        first.join(10)
+    assert got == [[(7,)]]
+
+
 def test_transaction_control_sql(conn: dbapi.Connection, other: dbapi.Connection) -> None:
     cur = conn.cursor()
     # With nothing open, COMMIT and ROLLBACK fail as SQLite's do.
