@@ -386,6 +386,15 @@ pub fn rows_to_py<'py>(
     Ok(list)
 }
 
+/// Whole rows (flattened values, see `Fetched`) as owned tuples.
+pub fn row_tuples<'a>(
+    py: Python<'_>,
+    rows: impl Iterator<Item = &'a [rusqlite::types::Value]>,
+) -> PyResult<Vec<Py<PyAny>>> {
+    rows.map(|row| row_tuple(py, row).map(Bound::unbind))
+        .collect()
+}
+
 /// Column names as Python strings, made once per result for dict rows.
 pub fn column_keys<'py>(py: Python<'py>, columns: &[String]) -> Vec<Bound<'py, PyString>> {
     columns.iter().map(|c| PyString::new(py, c)).collect()

@@ -34,7 +34,7 @@ use rusqlite::types::Value;
 
 use crate::convert::{plain_params, to_params, Params};
 use crate::cursor::{Live, RowIterator};
-use crate::database::{row_tuple, Database};
+use crate::database::{row_tuples, Database};
 use crate::detach::detached;
 use crate::errors::Error;
 use crate::exec::{Fetched, Outcome};
@@ -372,6 +372,10 @@ impl CursorBase {
             let known = s.columns.as_ref().map(|c| c.bind(py).clone());
             (s.plain, s.reader, s.savepoint, known)
         };
+        // Dates, times and other values to adapt: the general path.
+        let Some(params) = plain_params(parameters)? else {
+            return Ok(false);
+        };
         let sql = operation.to_str()?;
         if let Some(tx) = tx {
             // In the connection's transaction: any statement but BEGIN,
@@ -382,9 +386,6 @@ impl CursorBase {
             if !plain || !tx.get().active() {
                 return Ok(false);
             }
-            let Some(params) = plain_params(parameters)? else {
-                return Ok(false);
-            };
             let (fetched, outcome) = tx.get().run(py, sql, &params)?;
             this.record(py, fetched, outcome, &shape, known)?;
             return Ok(true);
@@ -397,9 +398,6 @@ impl CursorBase {
             if !autocommit || !plain || savepoint {
                 return Ok(false);
             }
-            let Some(params) = plain_params(parameters)? else {
-                return Ok(false);
-            };
             let (fetched, outcome) = db.get().core.run_alone(py, sql, &params)?;
             this.record(py, fetched, outcome, &shape, known)?;
             return Ok(true);
@@ -410,9 +408,6 @@ impl CursorBase {
         if holds_stream(py, &live_streams, db.as_any())? {
             return Ok(false);
         }
-        let Some(params) = plain_params(parameters)? else {
-            return Ok(false);
-        };
         match this.read(py, db, sql, params, &shape, known)? {
             Some(false) => Ok(true),
             Some(true) => {
@@ -442,20 +437,18 @@ impl CursorBase {
         shape: &Bound<'_, ShapeBase>,
         known: Option<Bound<'_, Columns>>,
     ) -> PyResult<()> {
-        let Some(fetched) = fetched else {
+        let Some(mut fetched) = fetched else {
             self.rowcount = outcome.rowcount;
             self.lastrowid = outcome.lastrowid;
             return Ok(());
         };
+        let columns = std::mem::take(&mut fetched.columns);
         let fresh = match &known {
-            Some(k) if k.get().names == fetched.columns => None,
-            _ => Some(fetched.columns.clone()),
+            Some(k) if k.get().names == columns => None,
+            _ => Some(columns),
         };
         let (description, _) = describe(py, shape, known.as_ref(), fresh)?;
-        let rows = fetched
-            .rows()
-            .map(|row| row_tuple(py, row).map(Bound::unbind))
-            .collect::<PyResult<Vec<_>>>()?;
+        let rows = row_tuples(py, fetched.rows())?;
         let first = shape.getattr(intern!(py, "first"))?;
         let first = first.cast::<PyString>()?.to_str()?;
         if matches!(first, "INSERT" | "REPLACE" | "UPDATE" | "DELETE") {
@@ -499,10 +492,7 @@ impl CursorBase {
         let (description, ncols) = describe(py, shape, known.as_ref(), fresh)?;
         self.drop_rows(py);
         self.description = Some(description);
-        let rows = values
-            .chunks_exact(ncols.max(1))
-            .map(|row| row_tuple(py, row).map(Bound::unbind))
-            .collect::<PyResult<Vec<_>>>()?;
+        let rows = row_tuples(py, values.chunks_exact(ncols.max(1)))?;
         let Some(live) = live else {
             self.rows = Rows::Buffered(rows.into_iter());
             return Ok(Some(false));
