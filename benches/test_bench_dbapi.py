@@ -168,20 +168,21 @@ def insert_loop(conn: Any) -> None:
     conn.commit()
 
 
-def bench_insert_loop(benchmark: Any, conn: Any) -> None:
-    insert_loop(conn)
-    assert count(conn) == N_LOOP
-    benchmark(insert_loop, conn)
+def bench_write(benchmark: Any, conn: Any, write: Any, rows: int) -> None:
+    """Check that one round of `write` commits `rows` rows, then time it."""
+    write(conn)
+    assert count(conn) == rows
+    benchmark(write, conn)
 
 
 @pytest.mark.benchmark(group="dbapi-insert-loop")
 def test_insert_loop_ours(benchmark: Any, ours: Any) -> None:
-    bench_insert_loop(benchmark, ours)
+    bench_write(benchmark, ours, insert_loop, N_LOOP)
 
 
 @pytest.mark.benchmark(group="dbapi-insert-loop")
 def test_insert_loop_stdlib(benchmark: Any, stdlib: Any) -> None:
-    bench_insert_loop(benchmark, stdlib)
+    bench_write(benchmark, stdlib, insert_loop, N_LOOP)
 
 
 MANY_ROWS = [(f"n{i}", i * 0.5, b"xy") for i in range(N_MANY)]
@@ -192,17 +193,11 @@ def executemany(conn: Any) -> None:
     conn.commit()
 
 
-def bench_executemany(benchmark: Any, conn: Any) -> None:
-    executemany(conn)
-    assert count(conn) == N_MANY
-    benchmark(executemany, conn)
-
-
 @pytest.mark.benchmark(group="dbapi-executemany")
 def test_executemany_ours(benchmark: Any, ours: Any) -> None:
-    bench_executemany(benchmark, ours)
+    bench_write(benchmark, ours, executemany, N_MANY)
 
 
 @pytest.mark.benchmark(group="dbapi-executemany")
 def test_executemany_stdlib(benchmark: Any, stdlib: Any) -> None:
-    bench_executemany(benchmark, stdlib)
+    bench_write(benchmark, stdlib, executemany, N_MANY)

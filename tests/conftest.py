@@ -2,11 +2,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import strategies as st
 
 import alkdev_storage as alk
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine, MetaData
 
 # Any JSON value, and attribute documents built from them: what graph
 # attributes and other JSON columns may hold (imported by the tests).
@@ -35,3 +39,14 @@ def db(db_path: Path) -> Iterator[alk.Database]:
     database.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, x, y)")
     yield database
     database.close()
+
+
+def alkdev_engine(path: Path, metadata: MetaData) -> Iterator[Engine]:
+    """A ``sqlite+alkdev`` engine on `path` with `metadata`'s tables, disposed
+    afterwards: the body of the SQLAlchemy tests' ``engine`` fixtures."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(f"sqlite+alkdev:///{path}")
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()

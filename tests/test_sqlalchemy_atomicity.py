@@ -21,6 +21,7 @@ import alkdev_storage as alk
 from alkdev_storage import dbapi
 from alkdev_storage.errors import NestedTransactionError
 from alkdev_storage.sqlalchemy import database, transaction
+from conftest import alkdev_engine
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,10 +57,7 @@ def path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def engine(path: Path) -> Iterator[Engine]:
-    eng = create_engine(f"sqlite+alkdev:///{path}")
-    Base.metadata.create_all(eng)
-    yield eng
-    eng.dispose()
+    yield from alkdev_engine(path, Base.metadata)
 
 
 def committed(path: Path) -> tuple[int, int, int, int]:

@@ -52,6 +52,7 @@ from sqlalchemy.orm import (
 import alkdev_storage as alk
 from alkdev_storage import dbapi
 from alkdev_storage.sqlalchemy import AlkdevDialect, database
+from conftest import alkdev_engine
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -110,10 +111,7 @@ def path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def engine(path: Path) -> Iterator[Engine]:
-    eng = create_engine(f"sqlite+alkdev:///{path}")
-    Base.metadata.create_all(eng)
-    yield eng
-    eng.dispose()
+    yield from alkdev_engine(path, Base.metadata)
 
 
 def committed(path: Path, sql: str) -> list[tuple[Any, ...]]:
