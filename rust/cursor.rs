@@ -5,7 +5,9 @@
 //! needs a connection, a statement borrowing it and a row cursor borrowing
 //! the statement to live in one struct: [`Live`] keeps them behind raw
 //! pointers and its `Drop` tears them down in the only safe order (cursor,
-//! statement, connection), then returns the connection to the pool.
+//! statement, connection), then returns the connection to the pool. A
+//! statement on a [`Snapshot`]'s connection borrows it instead, holding the
+//! snapshot, and steps and drops under the snapshot's lock.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use crate::database::{column_keys, row_dict, row_tuple, Core};
 use crate::detach::detached;
 use crate::errors::{Error, Result};
 use crate::exec;
+use crate::snapshot::Snapshot;
 
 pub(crate) struct Live {
     core: Arc<Core>,
@@ -33,29 +36,64 @@ pub(crate) struct Live {
     rows: Option<Rows<'static>>,
     /// Borrows `*conn`. Owned; freed in `Drop`.
     stmt: *mut CachedStatement<'static>,
-    /// Owned; returned to the reader pool in `Drop`.
+    /// A pooled reader, owned and returned to the pool in `Drop`; or, with
+    /// `snapshot`, the snapshot's connection, borrowed.
     conn: *mut Connection,
+    /// The snapshot `conn` belongs to: kept alive, and locked around every
+    /// use of the statement.
+    snapshot: Option<Arc<Snapshot>>,
 }
 
-// SAFETY: `Live` owns its connection outright (it was taken out of the pool)
-// and is only ever used behind `RowIterator`'s mutex, so no two threads touch
-// the connection, statement or cursor at once. rusqlite's `Connection` is
-// itself `Send`; the statement and cursor are `!Send` only because they
-// borrow it.
+// SAFETY: a pooled `Live` owns its connection outright (it was taken out of
+// the pool), and one on a snapshot uses the snapshot's connection only under
+// the snapshot's lock. Either is only ever used behind `RowIterator`'s mutex
+// (or by the one call that owns it), so no two threads touch the connection,
+// statement or cursor at once. rusqlite's `Connection` is itself `Send`; the
+// statement and cursor are `!Send` only because they borrow it.
 unsafe impl Send for Live {}
 
 impl Live {
     /// Prepare and bind on a reader.
     pub(crate) fn start(core: Arc<Core>, sql: &str, params: &Params) -> Result<Live> {
         let conn = Box::into_raw(Box::new(core.acquire_reader()?));
-        // SAFETY: `conn` stays allocated until `Drop`, after the statement
-        // and cursor that borrow it are gone.
-        let conn_ref: &'static Connection = unsafe { &*conn };
         let release = |core: &Core| {
             // SAFETY: nothing borrows `conn` any more on this path.
             let conn = unsafe { Box::from_raw(conn) };
             core.release_reader(*conn);
         };
+        match Self::prepared(core, conn, None, sql, params) {
+            Ok(live) => Ok(live),
+            Err((core, e)) => {
+                release(&core);
+                Err(e)
+            }
+        }
+    }
+
+    /// Prepare and bind on `snapshot`'s connection.
+    pub(crate) fn start_in(snapshot: Arc<Snapshot>, sql: &str, params: &Params) -> Result<Live> {
+        let guard = snapshot.enter()?;
+        let conn = std::ptr::from_ref(snapshot.conn()).cast_mut();
+        let core = snapshot.core.clone();
+        let live = Self::prepared(core, conn, Some(snapshot.clone()), sql, params);
+        drop(guard);
+        live.map_err(|(_, e)| e)
+    }
+
+    /// The statement on `conn`, checked read-only and bound, with its
+    /// cursor; on an error, the core back (the connection is the
+    /// caller's to give back).
+    fn prepared(
+        core: Arc<Core>,
+        conn: *mut Connection,
+        snapshot: Option<Arc<Snapshot>>,
+        sql: &str,
+        params: &Params,
+    ) -> std::result::Result<Live, (Arc<Core>, Error)> {
+        // SAFETY: `conn` stays allocated until `Drop` (a pooled one is
+        // freed there, a snapshot's lives as long as `snapshot`), after the
+        // statement and cursor that borrow it are gone.
+        let conn_ref: &'static Connection = unsafe { &*conn };
         let prepared = exec::prepare(conn_ref, &core.stats, sql).and_then(|mut stmt| {
             if !stmt.readonly() {
                 return Err(Error::WritingStatement);
@@ -65,10 +103,7 @@ impl Live {
         });
         let stmt = match prepared {
             Ok(stmt) => stmt,
-            Err(e) => {
-                release(&core);
-                return Err(e);
-            }
+            Err(e) => return Err((core, e)),
         };
         let stmt = Box::into_raw(Box::new(stmt));
         // SAFETY: `stmt` stays allocated until `Drop`, after the cursor.
@@ -80,6 +115,7 @@ impl Live {
             rows: Some(rows),
             stmt,
             conn,
+            snapshot,
         })
     }
 
@@ -97,6 +133,7 @@ impl Live {
         known: Option<&[String]>,
         out: &mut Vec<Value>,
     ) -> Result<bool> {
+        let _guard = self.snapshot.as_ref().map(|s| s.lock());
         let rows = self.rows.as_mut().expect("cursor lives until drop");
         for _ in 0..n {
             match rows.next().map_err(Error::run)? {
@@ -155,14 +192,20 @@ impl Live {
 
 impl Drop for Live {
     fn drop(&mut self) {
+        let snapshot = self.snapshot.take();
+        let guard = snapshot.as_ref().map(|s| s.lock());
         drop(self.rows.take());
-        // SAFETY: both pointers came from `Box::into_raw` in `start` and are
-        // freed exactly once, here, statement before connection.
-        unsafe {
-            drop(Box::from_raw(self.stmt));
-            let conn = Box::from_raw(self.conn);
+        // SAFETY: `stmt` came from `Box::into_raw` in `prepared` and is
+        // freed exactly once, here, before the connection it borrows.
+        unsafe { drop(Box::from_raw(self.stmt)) };
+        drop(guard);
+        if snapshot.is_none() {
+            // SAFETY: a pooled connection came from `Box::into_raw` in
+            // `start` and is freed exactly once, here.
+            let conn = unsafe { Box::from_raw(self.conn) };
             self.core.release_reader(*conn);
         }
+        // Dropping `snapshot` last may end its transaction.
     }
 }
 

@@ -63,6 +63,12 @@ pub struct Core {
     closed: AtomicBool,
     writer_owner: AtomicU64,
     pub stats: Stats,
+    /// What reader connections open: the file, or its read-only URI.
+    reader_target: String,
+    /// Idle connections for snapshots (see `snapshot.rs`), each with the
+    /// generation of `functions` it has installed; at most `max_idle`.
+    snapshot_idle: Mutex<Vec<(Connection, u64)>>,
+    max_idle: usize,
 }
 
 impl Core {
@@ -187,10 +193,49 @@ impl Core {
         out.map(|v| v.expect("a fetch on the writer always returns rows"))
     }
 
+    /// A connection for a snapshot, with the generation of `functions`
+    /// installed on it: an idle one, or a new one. Never waits for one. A
+    /// snapshot lasts as long as a transaction, so taking it from the
+    /// readers' bounded pool would let open transactions make statements
+    /// (and other snapshots, the same thread's included) wait for good.
+    /// Call detached: opening one does I/O.
+    pub fn take_snapshot_conn(&self) -> Result<(Connection, u64)> {
+        self.check_open()?;
+        let idle = self.snapshot_idle.lock().pop();
+        let (conn, installed) = match idle {
+            Some(idle) => idle,
+            None => {
+                let conn =
+                    honker_core::open_conn(&self.reader_target, false).map_err(Error::honker)?;
+                configure(&conn, &self.settings)?;
+                let installed = self.functions.install(&conn).map_err(Error::run)?;
+                (conn, installed)
+            }
+        };
+        if installed == self.functions.generation() {
+            return Ok((conn, installed));
+        }
+        let installed = self.functions.install(&conn).map_err(Error::run)?;
+        Ok((conn, installed))
+    }
+
+    /// Give back a snapshot's connection, its read transaction ended. It is
+    /// closed instead when `max_idle` are idle already or the database is
+    /// closed.
+    pub fn return_snapshot_conn(&self, conn: Connection, installed: u64) {
+        // Checked under the lock that `close` clears the list with, so no
+        // connection is left idle after it.
+        let mut idle = self.snapshot_idle.lock();
+        if !self.closed.load(Ordering::Acquire) && idle.len() < self.max_idle {
+            idle.push((conn, installed));
+        }
+    }
+
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.writer.close();
         self.readers.close();
+        self.snapshot_idle.lock().clear();
     }
 }
 
@@ -354,7 +399,7 @@ pub fn open(
     Ok(Core {
         readonly,
         writer: Writer::new(writer_conn),
-        readers: Readers::new(reader_target, max_readers),
+        readers: Readers::new(reader_target.clone(), max_readers),
         configured_readers: Mutex::new(Vec::new()),
         writer_functions: AtomicU64::new(0),
         functions: UserFunctions::default(),
@@ -363,6 +408,9 @@ pub fn open(
         writer_owner: AtomicU64::new(0),
         stats: Stats::default(),
         path,
+        reader_target,
+        snapshot_idle: Mutex::new(Vec::new()),
+        max_idle: max_readers,
     })
 }
 

@@ -23,6 +23,7 @@
 //! is inside a call gets a `RuntimeError` rather than a corrupted result.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use pyo3::gc::PyTraverseError;
@@ -34,10 +35,11 @@ use rusqlite::types::Value;
 
 use crate::convert::{plain_params, to_params, Params};
 use crate::cursor::{Live, RowIterator};
-use crate::database::{row_tuples, Database};
+use crate::database::{row_tuples, Core, Database};
 use crate::detach::detached;
 use crate::errors::Error;
 use crate::exec::{Fetched, Outcome};
+use crate::snapshot::Snapshot;
 use crate::transaction::Transaction;
 
 /// `dbapi`'s module state that `CursorBase.execute` reads: the statement
@@ -186,6 +188,11 @@ pub struct ConnectionBase {
     /// Every statement is its own transaction (until BEGIN in SQL).
     #[pyo3(get, set)]
     _autocommit: bool,
+    /// Reads before a transaction's first write share one snapshot.
+    #[pyo3(get, set)]
+    _snapshot_reads: bool,
+    /// The snapshot those reads share, once one has run.
+    snapshot: Option<Arc<Snapshot>>,
 }
 
 #[pymethods]
@@ -197,6 +204,23 @@ impl ConnectionBase {
             _database: None,
             _tx: None,
             _autocommit: false,
+            _snapshot_reads: false,
+            snapshot: None,
+        }
+    }
+
+    /// True while the connection holds a read snapshot.
+    #[getter]
+    fn _in_snapshot(&self) -> bool {
+        self.snapshot.is_some()
+    }
+
+    /// Let go of the read snapshot, if any: its transaction ends once no
+    /// result streams from it any more. Called at commit, rollback, close
+    /// and before the first write.
+    fn _end_snapshot(&mut self, py: Python<'_>) {
+        if let Some(snapshot) = self.snapshot.take() {
+            detached(py, || drop(snapshot));
         }
     }
 
@@ -258,6 +282,34 @@ struct Open<'py> {
     tx: Option<Bound<'py, PyAny>>,
     /// ``_autocommit``.
     autocommit: bool,
+    /// ``_snapshot_reads``.
+    snapshot_reads: bool,
+    /// The snapshot the connection holds.
+    snapshot: Option<Arc<Snapshot>>,
+}
+
+impl Open<'_> {
+    /// Where a read runs while no transaction is open.
+    fn source(&self, db: &Bound<'_, Database>) -> Source {
+        let core = db.get().core.clone();
+        if !self.snapshot_reads || self.autocommit || self.tx.is_some() {
+            return Source::Pool(core);
+        }
+        match &self.snapshot {
+            Some(snapshot) => Source::Snapshot(snapshot.clone()),
+            None => Source::Begin(core),
+        }
+    }
+}
+
+/// Where a read outside a write transaction runs.
+enum Source {
+    /// A reader from the pool, for this statement alone.
+    Pool(Arc<Core>),
+    /// The connection's snapshot.
+    Snapshot(Arc<Snapshot>),
+    /// A new snapshot, which the read begins and the connection keeps.
+    Begin(Arc<Core>),
 }
 
 enum Rows {
@@ -303,12 +355,16 @@ impl CursorBase {
         };
         let tx = state._tx.as_ref().map(|tx| tx.bind(py).clone());
         let autocommit = state._autocommit;
+        let snapshot_reads = state._snapshot_reads;
+        let snapshot = state.snapshot.clone();
         drop(state);
         Ok(Open {
             conn: conn.clone(),
             db,
             tx,
             autocommit,
+            snapshot_reads,
+            snapshot,
         })
     }
 
@@ -349,9 +405,7 @@ impl CursorBase {
         // A cursor is one thread's: a second thread calling in while the
         // first is inside (its GIL released) gets RuntimeError here.
         let mut this = slf.try_borrow_mut()?;
-        let Open {
-            db, tx, autocommit, ..
-        } = this.open_state(py)?;
+        let open = this.open_state(py)?;
         this._release(py);
         // Copied out: the lock is not held while Python code may run.
         let hooks = HOOKS
@@ -377,7 +431,7 @@ impl CursorBase {
             return Ok(false);
         };
         let sql = operation.to_str()?;
-        if let Some(tx) = tx {
+        if let Some(tx) = &open.tx {
             // In the connection's transaction: any statement but BEGIN,
             // COMMIT, END and ROLLBACK (which the connection runs itself).
             let Ok(tx) = tx.cast::<Transaction>() else {
@@ -390,25 +444,26 @@ impl CursorBase {
             this.record(py, fetched, outcome, &shape, known)?;
             return Ok(true);
         }
-        let db = db.cast::<Database>()?;
+        let db = open.db.cast::<Database>()?;
         if !reader {
             // A write with no transaction open: in autocommit mode it is
             // its own transaction on the writer; otherwise the general path
             // opens the connection's transaction first.
-            if !autocommit || !plain || savepoint {
+            if !open.autocommit || !plain || savepoint {
                 return Ok(false);
             }
             let (fetched, outcome) = db.get().core.run_alone(py, sql, &params)?;
             this.record(py, fetched, outcome, &shape, known)?;
             return Ok(true);
         }
-        // A statement known to read goes to a reader, unless the thread has
-        // another stream open on this database (the general path settles it
-        // first).
-        if holds_stream(py, &live_streams, db.as_any())? {
+        // A statement known to read goes to the connection's snapshot, or
+        // to a pooled reader unless the thread has another stream open on
+        // this database (the general path settles it first).
+        let source = open.source(db);
+        if matches!(source, Source::Pool(_)) && holds_stream(py, &live_streams, db.as_any())? {
             return Ok(false);
         }
-        match this.read(py, db, sql, params, &shape, known)? {
+        match this.read(py, &open.conn, source, sql, params, &shape, known)? {
             Some(false) => Ok(true),
             Some(true) => {
                 // A long result holds its reader: dbapi tracks the stream.
@@ -462,28 +517,50 @@ impl CursorBase {
         Ok(())
     }
 
-    /// The reader path of `_read` and `execute`; `None` (before anything
-    /// ran) for a statement that writes.
+    /// The reader path of `_read` and `execute`, on `source`; `None`
+    /// (before anything ran) for a statement that writes, else whether the
+    /// result streams from a pooled reader (which it then holds).
+    #[allow(clippy::too_many_arguments)]
     fn read(
         &mut self,
         py: Python<'_>,
-        db: &Bound<'_, Database>,
+        conn: &Bound<'_, ConnectionBase>,
+        source: Source,
         sql: &str,
         params: Params,
         shape: &Bound<'_, ShapeBase>,
         known: Option<Bound<'_, Columns>>,
     ) -> PyResult<Option<bool>> {
         let known_names = known.as_ref().map(|k| k.get().names.as_slice());
-        let core = db.get().core.clone();
-        let read = detached(py, || -> crate::errors::Result<_> {
-            let mut live = Live::start(core, sql, &params)?;
-            // Room for one row: a point read (the common case) never grows it.
-            let mut values: Vec<Value> = Vec::with_capacity(known_names.map_or(0, <[_]>::len));
-            // On an error `live` drops here, giving its reader back.
-            let done = live.fill(BATCH, known_names, &mut values)?;
-            let fresh = live.columns.take();
-            Ok(((!done).then_some(live), fresh, values))
+        let pooled = matches!(source, Source::Pool(_));
+        let (begun, read) = detached(py, || {
+            let (begun, live) = match source {
+                Source::Pool(core) => (None, Live::start(core, sql, &params)),
+                Source::Snapshot(snapshot) => (None, Live::start_in(snapshot, sql, &params)),
+                Source::Begin(core) => match Snapshot::begin(core) {
+                    Ok(snapshot) => (
+                        Some(snapshot.clone()),
+                        Live::start_in(snapshot, sql, &params),
+                    ),
+                    Err(e) => (None, Err(e)),
+                },
+            };
+            let read = live.and_then(|mut live| {
+                // Room for one row: a point read (the common case) never
+                // grows it.
+                let mut values: Vec<Value> = Vec::with_capacity(known_names.map_or(0, <[_]>::len));
+                // On an error `live` drops here, giving its reader back.
+                let done = live.fill(BATCH, known_names, &mut values)?;
+                let fresh = live.columns.take();
+                Ok(((!done).then_some(live), fresh, values))
+            });
+            (begun, read)
         });
+        if let Some(snapshot) = begun {
+            // Kept even when the read failed: the transaction's reads
+            // share it from now on.
+            conn.try_borrow_mut()?.snapshot = Some(snapshot);
+        }
         let (live, fresh, values) = match read {
             Ok(read) => read,
             Err(Error::WritingStatement) => return Ok(None),
@@ -502,7 +579,7 @@ impl CursorBase {
             .unwrap_or_default();
         let stream = RowIterator::streaming(live, names, BATCH, VecDeque::from(rows));
         self.rows = Rows::Stream(Py::new(py, stream)?);
-        Ok(Some(true))
+        Ok(Some(pooled))
     }
 
     fn rest(&mut self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
@@ -639,22 +716,26 @@ impl CursorBase {
         self.lastrowid = lastrowid;
     }
 
-    /// Run a read-only statement on a reader of `db`, outside any
-    /// transaction: prepare, bind, step and convert the first batch of rows
-    /// in one call. A result that fits in the batch is read whole and its
-    /// reader is already back in the pool; a longer one streams, holding its
-    /// reader until it is read or dropped, and True is returned.
-    /// `WritingStatementError` (before anything runs) for a statement that
-    /// writes. `shape` caches the statement's `Columns`.
+    /// Run a read-only statement while no transaction is open: on the
+    /// connection's snapshot (with ``snapshot_reads``, out of autocommit
+    /// mode; the first such read begins it), else on a pooled reader.
+    /// Prepare, bind, step and convert the first batch of rows in one call.
+    /// A result that fits in the batch is read whole (a pooled reader is
+    /// then already back in the pool); a longer one streams. True when it
+    /// streams from a pooled reader, which it holds until it is read or
+    /// dropped. `WritingStatementError` (before anything runs) for a
+    /// statement that writes. `shape` caches the statement's `Columns`.
     fn _read(
         &mut self,
         py: Python<'_>,
-        db: &Bound<'_, Database>,
         sql: &str,
         params: Option<&Bound<'_, PyAny>>,
         shape: &Bound<'_, ShapeBase>,
     ) -> PyResult<bool> {
-        match self.read(py, db, sql, to_params(params)?, shape, cached(shape)?)? {
+        let open = self.open_state(py)?;
+        let source = open.source(open.db.cast::<Database>()?);
+        let (params, known) = (to_params(params)?, cached(shape)?);
+        match self.read(py, &open.conn, source, sql, params, shape, known)? {
             Some(streams) => Ok(streams),
             None => Err(Error::WritingStatement.into()),
         }

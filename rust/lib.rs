@@ -16,6 +16,7 @@ mod json;
 mod ops;
 mod primitives;
 mod schema;
+mod snapshot;
 mod transaction;
 #[cfg(unix)]
 mod watch;

@@ -146,7 +146,12 @@ def test_url_options_reach_the_core(path: Path) -> None:
     eng = create_engine(f"sqlite+alkdev:///{path}?max_readers=2&busy_timeout_ms=1500")
     try:
         _, kwargs = eng.dialect.create_connect_args(eng.url)
-        assert kwargs == {"max_readers": 2, "busy_timeout_ms": 1500, "shared": True}
+        assert kwargs == {
+            "max_readers": 2,
+            "busy_timeout_ms": 1500,
+            "snapshot_reads": True,
+            "shared": True,
+        }
         with eng.begin() as conn:
             conn.execute(text("CREATE TABLE t(x)"))
             conn.execute(text("INSERT INTO t VALUES (1)"))

@@ -375,10 +375,12 @@ class Connection(_native.ConnectionBase):
         *,
         on_close: Callable[[Database], None] | None,
         autocommit: bool,
+        snapshot_reads: bool = False,
     ) -> None:
         self._database: Database | None = database
         self._on_close = on_close  # closes or releases the database; None: the caller's
         self._autocommit = autocommit
+        self._snapshot_reads = snapshot_reads
         self._tx: _native.Transaction | None = None
 
     def __repr__(self) -> str:
@@ -431,6 +433,14 @@ class Connection(_native.ConnectionBase):
         self._autocommit = bool(value)
 
     @property
+    def snapshot_reads(self) -> bool:
+        """When True (``connect(..., snapshot_reads=True)``), the reads of a
+        transaction that run before its first write all see one snapshot:
+        the committed state at the first of them, kept until `commit`,
+        `rollback` or that write (see the module documentation)."""
+        return self._snapshot_reads
+
+    @property
     def isolation_level(self) -> str | None:
         """``sqlite3``'s spelling of `autocommit`: None when every statement
         commits on its own, else ``"IMMEDIATE"`` (the only kind of
@@ -453,6 +463,7 @@ class Connection(_native.ConnectionBase):
         if tx is None:
             if self._autocommit:
                 raise ProgrammingError("begin() needs autocommit off (or BEGIN run first)")
+            self._end_snapshot()  # from here on the transaction reads on the writer
             tx = self._tx = db.transaction()
         return tx
 
@@ -499,6 +510,7 @@ class Connection(_native.ConnectionBase):
     def commit(self) -> None:
         """Commit the open transaction (nothing to do when none is open)."""
         self._db()
+        self._end_snapshot()
         tx = self.transaction
         self._tx = None
         if tx is not None:
@@ -507,6 +519,7 @@ class Connection(_native.ConnectionBase):
     def rollback(self) -> None:
         """Roll the open transaction back (nothing to do when none is open)."""
         self._db()
+        self._end_snapshot()
         tx = self.transaction
         self._tx = None
         if tx is not None:
@@ -563,6 +576,7 @@ class Connection(_native.ConnectionBase):
         if word == "BEGIN":
             if tx is not None:
                 raise OperationalError("cannot start a transaction within a transaction")
+            self._end_snapshot()
             self._tx = db.transaction()
         elif tx is None:
             verb = "commit" if word == "COMMIT" else "rollback"
@@ -634,7 +648,7 @@ class Cursor(_native.CursorBase):
             assert db is not None
             _settle_live_stream(db)
             try:
-                streams = self._read(db, operation, params, shape)
+                streams = self._read(operation, params, shape)
             except WritingStatementError:
                 # The native read refuses a statement that writes
                 # (sqlite3_stmt_readonly) before running it: our exact test
@@ -713,7 +727,11 @@ _shared_lock = threading.Lock()
 
 
 def _acquire_shared(
-    path: str | os.PathLike[str], options: dict[str, Any], *, autocommit: bool
+    path: str | os.PathLike[str],
+    options: dict[str, Any],
+    *,
+    autocommit: bool,
+    snapshot_reads: bool,
 ) -> Connection:
     key: _SharedKey = (os.path.realpath(path), tuple(sorted(options.items())))
     with _shared_lock:
@@ -733,7 +751,7 @@ def _acquire_shared(
             del _shared[key]
         db.close()
 
-    return Connection(db, on_close=release, autocommit=autocommit)
+    return Connection(db, on_close=release, autocommit=autocommit, snapshot_reads=snapshot_reads)
 
 
 def connect(
@@ -743,6 +761,7 @@ def connect(
     shared: bool = False,
     isolation_level: str | None = "IMMEDIATE",
     autocommit: bool = False,
+    snapshot_reads: bool = False,
     **kwargs: Any,
 ) -> Connection:
     """Open a DB-API connection on the file `database` (created if needed),
@@ -759,7 +778,11 @@ def connect(
     implicitly and always as ``BEGIN IMMEDIATE`` (the core's only kind:
     SQLite has one writer, and taking it up front avoids deadlock-prone lock
     upgrades); ``"DEFERRED"``, ``"EXCLUSIVE"`` and ``""`` are accepted for
-    compatibility and mean the same. Other keyword arguments go to
+    compatibility and mean the same.
+
+    ``snapshot_reads=True`` makes the reads of each transaction, up to its
+    first write, see one snapshot (see the module documentation): what the
+    SQLAlchemy dialect asks for. Other keyword arguments go to
     `alk.connect` (``max_readers``, ``busy_timeout_ms``, ``readonly``, ...).
 
     >>> import tempfile, os
@@ -774,11 +797,18 @@ def connect(
     if db is not None:
         if kwargs or shared:
             raise InterfaceError("shared= and database options apply only when opening a path")
-        return Connection(db, on_close=None, autocommit=autocommit)
+        return Connection(db, on_close=None, autocommit=autocommit, snapshot_reads=snapshot_reads)
     assert database is not None
     if shared:
-        return _acquire_shared(database, kwargs, autocommit=autocommit)
-    return Connection(_open(database, **kwargs), on_close=Database.close, autocommit=autocommit)
+        return _acquire_shared(
+            database, kwargs, autocommit=autocommit, snapshot_reads=snapshot_reads
+        )
+    return Connection(
+        _open(database, **kwargs),
+        on_close=Database.close,
+        autocommit=autocommit,
+        snapshot_reads=snapshot_reads,
+    )
 
 
 sqlite_version: Final = _native.sqlite_version()

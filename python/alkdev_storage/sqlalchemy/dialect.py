@@ -44,12 +44,14 @@ HONKER_TABLE_PREFIX = "_honker_"
 """The tables honker keeps in every file (queues, streams, notifications,
 locks, ...): reflection leaves them out."""
 
-# URL query options and the types they are coerced to: those of alk.connect.
+# URL query options and the types they are coerced to: those of alk.connect,
+# and dbapi.connect's snapshot_reads (on unless the URL says false).
 _URL_OPTIONS: dict[str, type] = {
     "max_readers": int,
     "busy_timeout_ms": int,
     "statement_cache": int,
     "readonly": bool,
+    "snapshot_reads": bool,
 }
 
 
@@ -103,7 +105,7 @@ class AlkdevDialect(SQLiteDialect):
                 f"unknown sqlite+alkdev URL option(s) {', '.join(unknown)}; "
                 f"known: {', '.join(_URL_OPTIONS)}"
             )
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"snapshot_reads": True}
         for key, type_ in _URL_OPTIONS.items():
             util.coerce_kw_type(url.query, key, type_, dest=options)
         options["shared"] = True
