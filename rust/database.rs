@@ -69,6 +69,8 @@ pub struct Core {
     /// generation of `functions` it has installed; at most `max_idle`.
     snapshot_idle: Mutex<Vec<(Connection, u64)>>,
     max_idle: usize,
+    /// Connections opened for snapshots so far.
+    snapshot_opened: AtomicU64,
 }
 
 impl Core {
@@ -209,6 +211,7 @@ impl Core {
                     honker_core::open_conn(&self.reader_target, false).map_err(Error::honker)?;
                 configure(&conn, &self.settings)?;
                 let installed = self.functions.install(&conn).map_err(Error::run)?;
+                self.snapshot_opened.fetch_add(1, Ordering::Relaxed);
                 (conn, installed)
             }
         };
@@ -411,6 +414,7 @@ pub fn open(
         reader_target,
         snapshot_idle: Mutex::new(Vec::new()),
         max_idle: max_readers,
+        snapshot_opened: AtomicU64::new(0),
     })
 }
 
@@ -595,7 +599,8 @@ impl Database {
     }
 
     /// Statement-cache counters: statements compiled (cache misses), cache
-    /// hits, and the per-connection capacity.
+    /// hits, and the per-connection capacity; and the connections opened for
+    /// DB-API read snapshots so far, and how many of them are idle.
     #[getter]
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
@@ -603,6 +608,10 @@ impl Database {
         d.set_item("statements_prepared", s.prepared.load(Ordering::Relaxed))?;
         d.set_item("statement_cache_hits", s.cache_hits.load(Ordering::Relaxed))?;
         d.set_item("statement_cache_capacity", self.core.statement_cache())?;
+        let core = &self.core;
+        let opened = core.snapshot_opened.load(Ordering::Relaxed);
+        d.set_item("snapshot_connections_opened", opened)?;
+        d.set_item("snapshot_connections_idle", core.snapshot_idle.lock().len())?;
         Ok(d)
     }
 

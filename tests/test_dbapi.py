@@ -1053,3 +1053,179 @@ def test_direct_path_autocommit_like_the_general_path(
         "SAVEPOINT sp",
         "SAVEPOINT sp",
     ]
+
+
+# -------------------------------------------------------- snapshot reads
+
+
+@pytest.fixture
+def snap(path: Path, conn: dbapi.Connection) -> Iterator[dbapi.Connection]:
+    """A connection whose transactions read one snapshot, on the file of
+    `conn` (which has table t)."""
+    c = dbapi.connect(path, snapshot_reads=True)
+    assert c.snapshot_reads and not conn.snapshot_reads
+    yield c
+    c.close()
+
+
+def checkpoint_busy(c: dbapi.Connection) -> int:
+    """SQLite's busy flag of a TRUNCATE checkpoint: 1 while some reader
+    keeps a snapshot of the WAL open (asked without waiting for it)."""
+    with alk.connect(c.database.path, busy_timeout_ms=0) as db:
+        return db.checkpoint("TRUNCATE")[0]
+
+
+def add(c: dbapi.Connection, *names: str) -> None:
+    c.cursor().executemany("INSERT INTO t(name) VALUES (?)", [(n,) for n in names])
+    c.commit()
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback"])
+@pytest.mark.parametrize("when", [None, dt.date(2024, 1, 1)])  # a date: the general path
+def test_snapshot_reads_see_one_snapshot_until_the_transaction_ends(
+    conn: dbapi.Connection, snap: dbapi.Connection, end: str, when: dt.date | None
+) -> None:
+    add(conn, "a")
+    sql = "SELECT count(*) FROM t WHERE ? IS NULL OR ? IS NOT NULL"
+    cur = snap.cursor()
+    seen = []
+    for name in ("b", "c"):
+        seen.append(cur.execute(sql, (when, when)).fetchone())
+        add(conn, name)  # committed by another connection meanwhile
+    assert seen == [(1,), (1,)]
+    assert snap._in_snapshot and not snap.in_transaction
+    assert count(conn) == 3  # a connection without snapshot_reads sees each commit
+    getattr(snap, end)()
+    assert not snap._in_snapshot
+    assert cur.execute(sql, (when, when)).fetchone() == (3,)
+
+
+def test_no_snapshot_in_autocommit_mode(path: Path, conn: dbapi.Connection) -> None:
+    c = dbapi.connect(path, snapshot_reads=True, autocommit=True)
+    assert count(c) == 0
+    add(conn, "a")
+    assert count(c) == 1 and not c._in_snapshot
+    c.autocommit = False
+    assert count(c) == 1 and c._in_snapshot
+    c.autocommit = True  # commits: the snapshot ends
+    assert not c._in_snapshot
+    c.close()
+
+
+def test_the_first_write_ends_the_snapshot(conn: dbapi.Connection, snap: dbapi.Connection) -> None:
+    assert count(snap) == 0
+    add(conn, "a")
+    assert count(snap) == 0
+    snap.cursor().execute("INSERT INTO t(name) VALUES ('mine')")
+    # The transaction reads on the writer now: everything committed, and
+    # its own write.
+    assert not snap._in_snapshot and snap.in_transaction
+    assert count(snap) == 2
+    snap.rollback()
+    for start in (snap.begin, lambda: snap.execute("BEGIN")):
+        assert count(snap) == 1 and snap._in_snapshot
+        start()
+        assert not snap._in_snapshot
+        snap.rollback()
+
+
+def test_a_statement_that_turns_out_to_write_ends_the_snapshot(
+    conn: dbapi.Connection, snap: dbapi.Connection
+) -> None:
+    assert count(snap) == 0 and snap._in_snapshot
+    add(conn, "a")
+    # Unknown, starts like a read, writes: found out by SQLite before it runs.
+    snap.execute("WITH v(x) AS (SELECT 'w') INSERT INTO t(name) SELECT x FROM v")
+    assert not snap._in_snapshot and count(snap) == 2
+    snap.commit()
+    assert count(conn) == 2
+
+
+def test_a_stream_keeps_its_snapshot_past_commit(
+    conn: dbapi.Connection, snap: dbapi.Connection
+) -> None:
+    add(conn, *(f"n{i}" for i in range(1000)))
+    cur = snap.cursor().execute("SELECT name FROM t ORDER BY id")
+    assert cur._streaming and cur.fetchone() == ("n0",)
+    conn.cursor().execute("DELETE FROM t")
+    conn.commit()
+    snap.commit()  # the connection lets go; the stream still reads its snapshot
+    assert not snap._in_snapshot
+    assert count(snap) == 0  # a new snapshot
+    assert checkpoint_busy(conn) == 1  # the old one is still open
+    assert len(cur.fetchall()) == 999
+    snap.rollback()
+    assert checkpoint_busy(conn) == 0  # every read transaction ended
+
+
+def test_snapshots_never_wait_for_the_reader_pool(path: Path, conn: dbapi.Connection) -> None:
+    # One pooled reader, held by a stream, and three snapshots on this thread
+    # besides: none of them takes (or waits for) the pooled reader.
+    add(conn, *(f"n{i}" for i in range(600)))
+    plain = dbapi.connect(path, max_readers=1)
+    stream = plain.cursor().execute("SELECT name FROM t")
+    assert stream._streaming
+    snaps = [dbapi.connect(db=plain.database, snapshot_reads=True) for _ in range(3)]
+    streams = [s.cursor().execute("SELECT id FROM t") for s in snaps]
+    assert all(s._in_snapshot for s in snaps) and all(c._streaming for c in streams)
+    assert plain.database.query("SELECT count(*) FROM t") == [(600,)]  # a statement still runs
+    assert [len(c.fetchall()) for c in [stream, *streams]] == [600] * 4
+    for s in snaps:
+        s.close()
+    plain.close()
+
+
+def test_snapshot_connections_are_reused_and_closed_with_the_database(path: Path) -> None:
+    db = alk.connect(path, max_readers=2)
+    users = [dbapi.connect(db=db, snapshot_reads=True) for _ in range(3)]
+
+    def snapshots() -> tuple[int, int]:
+        stats = db.stats
+        return stats["snapshot_connections_opened"], stats["snapshot_connections_idle"]
+
+    def read_all() -> None:
+        for c in users:
+            assert c.execute("SELECT 1").fetchall() == [(1,)] and c._in_snapshot
+
+    read_all()
+    assert snapshots() == (3, 0)  # one connection each, none from the reader pool
+    for c in users:
+        c.commit()
+    assert snapshots() == (3, 2)  # up to max_readers are kept idle
+    read_all()
+    assert snapshots() == (4, 0)  # two taken again, one opened
+    db.close()
+    assert snapshots() == (4, 0)
+    with pytest.raises(dbapi.DatabaseError, match="closed"):
+        users[1].execute("SELECT 1")
+    for c in users:
+        c.close()  # ends what is left; the database closed already
+    assert snapshots() == (4, 0)  # closed, not kept
+
+
+def test_snapshot_sees_functions_registered_after_it_began(snap: dbapi.Connection) -> None:
+    assert count(snap) == 0 and snap._in_snapshot
+    snap.create_function("twice", 1, lambda x: 2 * x)
+    assert snap.execute("SELECT twice(21)").fetchone() == (42,)
+
+
+def test_an_error_leaves_the_snapshot_usable(
+    conn: dbapi.Connection, snap: dbapi.Connection
+) -> None:
+    assert count(snap) == 0
+    add(conn, "a")
+    for _ in range(2):  # general path, then direct
+        with pytest.raises(dbapi.OperationalError):
+            snap.execute("SELECT abs(?)", (-(2**63),))
+    assert snap._in_snapshot and count(snap) == 0
+    snap.rollback()
+    assert count(snap) == 1
+
+
+def test_a_dropped_connection_ends_its_snapshot(path: Path, conn: dbapi.Connection) -> None:
+    c = dbapi.connect(db=conn.database, snapshot_reads=True)
+    cur = c.cursor().execute("SELECT count(*) FROM t")
+    assert checkpoint_busy(conn) == 1
+    del c, cur
+    gc.collect()
+    assert checkpoint_busy(conn) == 0

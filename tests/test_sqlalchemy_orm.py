@@ -620,6 +620,61 @@ def test_autocommit_isolation_commits_each_statement(engine: Engine, path: Path)
     assert committed(path, "SELECT count(*) FROM authors") == [(2,)]
 
 
+# ------------------------------------------------------------ read snapshots
+
+
+def add_author(path: Path, name: str) -> None:
+    """Commit an author from an independent connection."""
+    c = dbapi.connect(path)
+    try:
+        c.execute("INSERT INTO authors(name) VALUES (?)", (name,))
+        c.commit()
+    finally:
+        c.close()
+
+
+def snapshot_open(path: Path) -> bool:
+    """Whether some connection keeps a read snapshot of the WAL open: a
+    TRUNCATE checkpoint, asked without waiting, reports busy."""
+    with alk.connect(path, busy_timeout_ms=0) as db:
+        return db.checkpoint("TRUNCATE")[0] == 1
+
+
+@pytest.mark.parametrize("snapshot_reads", [True, False])
+def test_a_transaction_reads_one_snapshot(path: Path, snapshot_reads: bool) -> None:
+    query = "" if snapshot_reads else "?snapshot_reads=false"
+    eng = create_engine(f"sqlite+alkdev:///{path}{query}")
+    Base.metadata.create_all(eng)
+    authors = select(func.count()).select_from(Author)
+    try:
+        with Session(eng) as session:
+            seen = []
+            for name in ("a", "b"):
+                seen.append(session.scalar(authors))
+                add_author(path, name)
+            # With snapshot reads, the session's reads agree with each other
+            # (SERIALIZABLE); without, each sees the latest commit.
+            assert seen == ([0, 0] if snapshot_reads else [0, 1])
+            assert snapshot_open(path) is snapshot_reads
+            # The first write leaves the snapshot: it sees every commit.
+            session.add(Author(name="c"))
+            session.flush()
+            assert session.scalar(authors) == 3
+            session.commit()
+            assert session.scalar(authors) == 3
+            assert snapshot_open(path) is snapshot_reads
+        # The pool's rollback on return ended it.
+        assert not snapshot_open(path)
+        with eng.connect() as conn:
+            assert conn.scalar(authors) == 3
+            add_author(path, "d")
+            assert conn.scalar(authors) == (3 if snapshot_reads else 4)
+            conn.commit()
+            assert conn.scalar(authors) == 4
+    finally:
+        eng.dispose()
+
+
 # ------------------------------------------------------------------ threads
 
 
