@@ -193,7 +193,7 @@ impl Live {
 impl Drop for Live {
     fn drop(&mut self) {
         let snapshot = self.snapshot.take();
-        let guard = snapshot.as_ref().map(|s| s.lock());
+        let guard = snapshot.as_ref().map(|s| s.lock_from_anywhere());
         drop(self.rows.take());
         // SAFETY: `stmt` came from `Box::into_raw` in `prepared` and is
         // freed exactly once, here, before the connection it borrows.

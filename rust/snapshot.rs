@@ -17,6 +17,7 @@
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
+use pyo3::Python;
 use rusqlite::Connection;
 
 use crate::database::Core;
@@ -75,9 +76,27 @@ impl Snapshot {
         self.conn.as_ref().expect("held until drop")
     }
 
-    /// Take `lock` without the checks of `enter`: to drop a statement.
+    /// Take `lock` without the checks of `enter`: to step a statement
+    /// (detached).
     pub(crate) fn lock(&self) -> MutexGuard<'_, u64> {
         self.lock.lock()
+    }
+
+    /// `lock`, for a caller that may hold the GIL: a `Live` that Python
+    /// drops. When the lock is busy it waits with the GIL released: its
+    /// holder may be running a Python SQL function, which needs the GIL to
+    /// finish. (Then the GIL is taken back while holding the lock, the
+    /// order that holder takes them in.)
+    pub(crate) fn lock_from_anywhere(&self) -> MutexGuard<'_, u64> {
+        if let Some(guard) = self.lock.try_lock() {
+            return guard;
+        }
+        // A guard cannot leave the detached closure (it is not `Send`): the
+        // lock is taken there and its guard rebuilt here.
+        Python::attach(|py| py.detach(|| std::mem::forget(self.lock.lock())));
+        // SAFETY: this thread took the lock just above and has not released
+        // it; the guard made here releases it once.
+        unsafe { self.lock.make_guard_unchecked() }
     }
 }
 

@@ -1229,3 +1229,46 @@ def test_a_dropped_connection_ends_its_snapshot(path: Path, conn: dbapi.Connecti
     del c, cur
     gc.collect()
     assert checkpoint_busy(conn) == 0
+
+
+def test_a_stream_dropped_while_its_snapshot_runs_a_python_function(path: Path) -> None:
+    # Thread `worker` steps a statement on the snapshot, holding its lock,
+    # and waits inside a Python SQL function; meanwhile this thread drops
+    # another stream on the same snapshot, which needs that lock. It must
+    # wait without the GIL, or the function could never return.
+    c = dbapi.connect(path, snapshot_reads=True)
+    c.execute("CREATE TABLE s(x)")
+    c.executemany("INSERT INTO s VALUES (?)", [(i,) for i in range(600)])
+    c.commit()
+    entered, release = threading.Event(), threading.Event()
+
+    def gate(x: int) -> int:
+        entered.set()
+        release.wait(10)
+        return x
+
+    c.create_function("gate", 1, gate)
+    dropped = c.cursor().execute("SELECT x FROM s")
+    assert dropped._streaming and c._in_snapshot
+    results: list[int] = []
+    worker = threading.Thread(
+        target=lambda: results.append(len(c.cursor().execute("SELECT gate(x) FROM s").fetchall()))
+    )
+    worker.start()
+    assert entered.wait(10)
+    threading.Timer(0.2, release.set).start()
+    del dropped  # the stream's statement is finalised here, under the lock
+    worker.join(10)
+    assert not worker.is_alive() and results == [600]
+    c.close()
+
+
+def test_snapshot_reads_on_a_read_only_database(path: Path, conn: dbapi.Connection) -> None:
+    add(conn, "a")
+    ro = dbapi.connect(path, readonly=True, snapshot_reads=True)
+    assert count(ro) == 1 and ro._in_snapshot
+    add(conn, "b")
+    assert count(ro) == 1
+    ro.rollback()
+    assert count(ro) == 2
+    ro.close()

@@ -30,7 +30,8 @@ BEGIN, END = "<!-- compliance:begin -->", "<!-- compliance:end -->"
 # that pass on pysqlite and fail or are skipped on alkdev, with the reason.
 _TEMP = (
     "temporary tables and views live in one SQLite connection, and alkdev runs reads "
-    "outside a transaction on pooled readers: requirement `temporary_tables` is closed"
+    "outside a transaction on other connections (pooled readers, or the transaction's "
+    "read snapshot): requirement `temporary_tables` is closed"
 )
 ALKDEV_ONLY: dict[str, str] = {
     r"ComponentReflectionTestExtra::test_check_constraint_\w+\[True": (

@@ -30,7 +30,10 @@ rows are fetched whole (the native transaction has no streaming cursor).
 ``BEGIN``/``COMMIT``/``END``/``ROLLBACK`` in SQL run on the connection's
 native transaction, as its methods do. With ``autocommit=True`` (or
 ``isolation_level=None``) every statement commits on its own, until
-``BEGIN``.
+``BEGIN``. With ``snapshot_reads=True`` the reads before a transaction's
+first write run on one snapshot, kept until commit, rollback or that write,
+instead of one reader each: they agree with each other (see
+`Connection.snapshot_reads`).
 
 Parameters: ``paramstyle`` is ``qmark`` (``?``); the named style
 (``:name`` with a mapping) is accepted too. ``datetime.date``, ``time`` and

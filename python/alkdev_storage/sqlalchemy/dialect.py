@@ -11,11 +11,14 @@ installed. What differs from ``sqlite+pysqlite`` (all in docs/sqlalchemy.md):
   options (``dbapi.connect(..., shared=True)``), so the pool costs wrappers,
   not SQLite connections, and the database closes with the last of them.
 - URL query options are the core's: ``max_readers``, ``busy_timeout_ms``,
-  ``statement_cache``, ``readonly``; an unknown one is an error.
+  ``statement_cache``, ``readonly``; and ``snapshot_reads`` (default true):
+  the reads of a transaction before its first write share one WAL snapshot
+  (``dbapi.connect(..., snapshot_reads=True)``). An unknown option is an
+  error.
 - Reflection leaves honker's ``_honker_*`` tables out, as SQLite's own
   ``sqlite_*`` ones are (``sqlite_include_internal=True`` lists them).
-- Isolation levels: ``SERIALIZABLE`` (the default: SQLite's own, a WAL
-  snapshot per read and one writer) and ``AUTOCOMMIT``.
+- Isolation levels: ``SERIALIZABLE`` (the default: SQLite's own, one WAL
+  snapshot for a transaction's reads and one writer) and ``AUTOCOMMIT``.
 """
 
 from __future__ import annotations
