@@ -1166,10 +1166,14 @@ def test_snapshots_never_wait_for_the_reader_pool(path: Path, conn: dbapi.Connec
     stream = plain.cursor().execute("SELECT name FROM t")
     assert stream._streaming
     snaps = [dbapi.connect(db=plain.database, snapshot_reads=True) for _ in range(3)]
-    streams = [s.cursor().execute("SELECT id FROM t") for s in snaps]
-    assert all(s._in_snapshot for s in snaps) and all(c._streaming for c in streams)
-    assert plain.database.query("SELECT count(*) FROM t") == [(600,)]  # a statement still runs
-    assert [len(c.fetchall()) for c in [stream, *streams]] == [600] * 4
+    for params in [(), (dt.date(2024, 1, 1),)]:  # the direct path, then the general one
+        sql = "SELECT id FROM t" + (" WHERE ? IS NOT NULL" if params else "")
+        streams = [s.cursor().execute(sql, params) for s in snaps]
+        assert all(s._in_snapshot for s in snaps) and all(c._streaming for c in streams)
+        assert stream._streaming  # still on the pooled reader: nothing took it
+        assert [len(c.fetchall()) for c in streams] == [600] * 3
+    assert plain.database.stats["snapshot_connections_opened"] == 3
+    assert len(stream.fetchall()) == 600
     for s in snaps:
         s.close()
     plain.close()

@@ -649,7 +649,8 @@ class Cursor(_native.CursorBase):
             # in it has already given its reader back.
             db = conn._database
             assert db is not None
-            _settle_live_stream(db)
+            if not conn._snapshot_reads or conn._autocommit:
+                _settle_live_stream(db)  # the read takes a pooled reader
             try:
                 streams = self._read(operation, params, shape)
             except WritingStatementError:
