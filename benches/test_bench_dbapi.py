@@ -12,6 +12,10 @@ Workloads:
 
 - ``dbapi-point-read``: 2,000 reads of one row by primary key, outside a
   transaction (an ORM's ``session.get``).
+- ``dbapi-point-read-snapshot``: the same reads in one read transaction,
+  committed: ours with ``snapshot_reads=True``, ``sqlite3`` with an explicit
+  ``BEGIN`` (``isolation_level=None``), so both take one WAL snapshot for
+  all of them.
 - ``dbapi-select-1``: 2,000 ``SELECT 1``: the fixed cost of a statement that
   reads no table, where the engine does almost nothing and the driver is all
   there is to measure.
@@ -115,6 +119,56 @@ def test_point_read_ours(benchmark: Any, ours: Any) -> None:
 @pytest.mark.benchmark(group="dbapi-point-read")
 def test_point_read_stdlib(benchmark: Any, stdlib: Any) -> None:
     bench_point_read(benchmark, stdlib)
+
+
+# -- point reads in one read transaction ---------------------------------------------------
+
+
+@pytest.fixture
+def ours_snapshot(tmp_path: Path) -> Iterator[Any]:
+    conn = dbapi.connect(tmp_path / "ours.db", snapshot_reads=True)
+    conn.execute(SCHEMA)
+    conn.commit()
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def stdlib_begin(tmp_path: Path) -> Iterator[Any]:
+    """``sqlite3`` opening its transactions itself: ``BEGIN`` before the
+    reads (what Python 3.12's ``autocommit=False`` does implicitly)."""
+    conn = sqlite3.connect(tmp_path / "stdlib.db", isolation_level=None)
+    conn.executescript(PRAGMAS)
+    conn.execute(SCHEMA)
+    yield conn
+    conn.close()
+
+
+def reads_in_one_transaction(conn: Any, begin: bool) -> int:
+    if begin:
+        conn.execute("BEGIN")
+    found = point_reads(conn)
+    conn.commit()
+    return found
+
+
+def bench_snapshot_read(benchmark: Any, conn: Any, begin: bool) -> None:
+    if begin:
+        conn.execute("BEGIN")
+    fill(conn, N_SCAN)
+    assert fetch(conn, BY_ID, (KEYS[0],)) == [row(KEYS[0])]
+    conn.commit()
+    assert benchmark(reads_in_one_transaction, conn, begin) == N_POINT
+
+
+@pytest.mark.benchmark(group="dbapi-point-read-snapshot")
+def test_snapshot_read_ours(benchmark: Any, ours_snapshot: Any) -> None:
+    bench_snapshot_read(benchmark, ours_snapshot, begin=False)
+
+
+@pytest.mark.benchmark(group="dbapi-point-read-snapshot")
+def test_snapshot_read_stdlib(benchmark: Any, stdlib_begin: Any) -> None:
+    bench_snapshot_read(benchmark, stdlib_begin, begin=True)
 
 
 # -- statement overhead ---------------------------------------------------------------
