@@ -21,7 +21,10 @@ Workloads:
 - ``sa-core-select-10k``: ``conn.execute(select(items)).all()`` over 10,000 rows.
 - ``sa-orm-get``: 1,000 ``session.get(Item, id)`` on distinct random ids in a
   new ``Session`` each round, so every get misses the identity map and runs
-  its SELECT.
+  its SELECT. Each dialect runs the session's reads its default way: ours in
+  one read transaction (``snapshot_reads``, SQLite's SERIALIZABLE), pysqlite
+  in one per statement. sa_orm_get_interleaved.py also measures pysqlite with
+  SQLAlchemy's recipe for one transaction per session.
 
 Each round checks out a pooled connection, as application code does.
 
