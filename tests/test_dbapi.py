@@ -1276,3 +1276,54 @@ def test_snapshot_reads_on_a_read_only_database(path: Path, conn: dbapi.Connecti
     ro.rollback()
     assert count(ro) == 2
     ro.close()
+
+
+def test_snapshot_reads_agree_while_another_thread_writes(path: Path) -> None:
+    # Transfers between accounts keep the total; a transaction that reads
+    # every balance with its own statement must always see that total (with
+    # one read transaction per statement, a transfer committed between two
+    # reads is seen half). Three reader threads, one writer, one database.
+    db = alk.connect(path)
+    setup = dbapi.connect(db=db)
+    setup.execute("CREATE TABLE acct(id INTEGER PRIMARY KEY, bal INTEGER NOT NULL)")
+    setup.executemany("INSERT INTO acct VALUES (?, 100)", [(i,) for i in range(10)])
+    setup.commit()
+    stop = threading.Event()
+    sums: list[int] = []
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        c = dbapi.connect(db=db)
+        for n in range(400):
+            src, dst = n % 10, (n * 7 + 3) % 10
+            c.execute("UPDATE acct SET bal = bal - 1 WHERE id = ?", (src,))
+            c.execute("UPDATE acct SET bal = bal + 1 WHERE id = ?", (dst,))
+            c.commit()
+        c.close()
+
+    def read() -> None:
+        c = dbapi.connect(db=db, snapshot_reads=True)
+        try:
+            while not stop.is_set():
+                total = 0
+                for i in range(10):
+                    (bal,) = c.execute("SELECT bal FROM acct WHERE id = ?", (i,)).fetchone()
+                    total += bal
+                streamed = sum(b for (b,) in c.execute("SELECT bal FROM acct"))
+                sums.extend([total, streamed])
+                c.rollback()
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            c.close()
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    write()
+    stop.set()
+    for t in readers:
+        t.join(30)
+    assert not errors and sums and set(sums) == {1000}
+    setup.close()
+    db.close()
