@@ -13,7 +13,11 @@ handling off and ``BEGIN`` emitted when SQLAlchemy begins one. Like our
 engine (``snapshot_reads``), it then runs a session's gets in one read
 transaction instead of one each; it is reported beside the stock engine.
 
-Run: ``python benches/sa_orm_get_interleaved.py [rounds]`` (default 40).
+Run: ``python benches/sa_orm_get_interleaved.py [rounds] [gets per session]``
+(defaults 40 and 1000: the benchmark's one session per round). With fewer
+gets per session the same 1,000 gets run in that many more sessions, each
+checking a connection out of the pool and back in: ``... 40 1`` is a
+session per get, as a request handler that loads one object runs.
 """
 
 from __future__ import annotations
@@ -72,7 +76,15 @@ def settle_statements() -> None:
     throwaway.dispose()
 
 
-def main(rounds: int) -> None:
+def sessions_of(engine: Engine, keys: list[int], per_session: int) -> list[bench.Item | None]:
+    """`bench.orm_get` over `keys` in slices of `per_session`."""
+    found: list[bench.Item | None] = []
+    for at in range(0, len(keys), per_session):
+        found += bench.orm_get(engine, keys[at : at + per_session])
+    return found
+
+
+def main(rounds: int, per_session: int) -> None:
     settle_statements()
     keys = random.Random(7).sample(range(1, bench.N_SCAN + 1), bench.N_GET)
     with tempfile.TemporaryDirectory() as folder:
@@ -80,19 +92,23 @@ def main(rounds: int) -> None:
         for engine in measured.values():
             bench.prepare(engine)
             bench.fill(engine, bench.N_SCAN)
-            bench.check_got(bench.orm_get(engine, keys), keys)
+            bench.check_got(sessions_of(engine, keys, per_session), keys)
         best = dict.fromkeys(measured, float("inf"))
         for _ in range(rounds):
             for name, engine in measured.items():
                 start = time.perf_counter()
-                bench.orm_get(engine, keys)
+                sessions_of(engine, keys, per_session)
                 best[name] = min(best[name], time.perf_counter() - start)
         for engine in measured.values():
             engine.dispose()
-    print(f"sa-orm-get, best of {rounds} alternating rounds: ours {best['ours'] * 1e3:.2f} ms")
+    print(
+        f"sa-orm-get, {per_session} get(s) per session, best of {rounds} alternating rounds: "
+        f"ours {best['ours'] * 1e3:.2f} ms"
+    )
     for name in ("pysqlite", "pysqlite-begin"):
         print(f"  {name} {best[name] * 1e3:.2f} ms, ratio {best[name] / best['ours']:.3f}x")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 40)
+    arguments = [int(a) for a in sys.argv[1:3]]
+    main(*arguments, *(40, 1000)[len(arguments) :])

@@ -42,24 +42,31 @@ use crate::exec::{Fetched, Outcome};
 use crate::snapshot::Snapshot;
 use crate::transaction::Transaction;
 
-/// `dbapi`'s module state that `CursorBase.execute` reads: the statement
-/// shapes by SQL text, and the streams threads hold open (see
-/// `dbapi._live_streams`).
+/// `dbapi`'s module state that the native classes read: the statement
+/// shapes by SQL text, the streams threads hold open (see
+/// `dbapi._live_streams`), and the class `ConnectionBase.cursor` makes.
 struct Hooks {
     shapes: Py<PyDict>,
     live_streams: Py<PyDict>,
+    cursor_class: Py<PyAny>,
 }
 
 static HOOKS: Mutex<Option<Hooks>> = Mutex::new(None);
 
 /// Called by `alkdev_storage.dbapi` when it is imported (again, on a
-/// reload): the dicts `CursorBase.execute` consults.
+/// reload): the dicts `CursorBase.execute` consults, and `dbapi.Cursor`.
 #[pyfunction]
-pub fn _dbapi_hooks(shapes: Py<PyDict>, live_streams: Py<PyDict>) {
+pub fn _dbapi_hooks(shapes: Py<PyDict>, live_streams: Py<PyDict>, cursor_class: Py<PyAny>) {
     *HOOKS.lock() = Some(Hooks {
         shapes,
         live_streams,
+        cursor_class,
     });
+}
+
+/// PEP 249's error for using a closed connection.
+fn closed_connection() -> PyErr {
+    Error::Programming("the connection is closed".into()).into()
 }
 
 /// Whether `dbapi._live_streams` has an entry for this thread on `db`: its
@@ -209,6 +216,28 @@ impl ConnectionBase {
         }
     }
 
+    /// A new cursor on this connection.
+    fn cursor<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        if slf.try_borrow()?._database.is_none() {
+            return Err(closed_connection());
+        }
+        let class = HOOKS.lock().as_ref().map(|h| h.cursor_class.clone_ref(py));
+        let class =
+            class.ok_or_else(|| Error::Programming("import alkdev_storage.dbapi".into()))?;
+        class.bind(py).call1((slf,))
+    }
+
+    /// Commit the open transaction (nothing to do when none is open).
+    fn commit(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.end(py, true)
+    }
+
+    /// Roll the open transaction back (nothing to do when none is open).
+    fn rollback(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.end(py, false)
+    }
+
     /// True while the connection holds a read snapshot.
     #[getter]
     fn _in_snapshot(&self) -> bool {
@@ -237,6 +266,27 @@ impl ConnectionBase {
     fn __clear__(&mut self) {
         self._database = None;
         self._tx = None;
+    }
+}
+
+impl ConnectionBase {
+    /// `commit` or `rollback`: let go of the read snapshot, then end the
+    /// transaction, if one is open (it may have ended on the native object
+    /// already). The connection forgets the transaction first, so it is
+    /// over even when ending it fails.
+    fn end(&mut self, py: Python<'_>, commit: bool) -> PyResult<()> {
+        if self._database.is_none() {
+            return Err(closed_connection());
+        }
+        self._end_snapshot(py);
+        let Some(tx) = self._tx.take() else {
+            return Ok(());
+        };
+        let tx = tx.bind(py).cast::<Transaction>()?.get();
+        if tx.active() {
+            tx.finish(py, commit)?;
+        }
+        Ok(())
     }
 }
 

@@ -85,7 +85,8 @@ impl Transaction {
         })
     }
 
-    fn finish(&self, py: Python<'_>, commit: bool) -> Result<()> {
+    /// Commit (or roll back) and give the writer back.
+    pub(crate) fn finish(&self, py: Python<'_>, commit: bool) -> Result<()> {
         detached(py, || {
             let mut state = self.state.lock();
             let conn = state.conn.take().ok_or(Error::TransactionFinished)?;

@@ -315,10 +315,6 @@ def _shape(sql: str) -> _Shape:
 _live_streams: dict[tuple[int, int], weakref.ref[Cursor]] = {}
 
 
-# The native `Cursor.execute` reads both dicts (see rust/dbapi.rs).
-_native._dbapi_hooks(_shapes, _live_streams)
-
-
 def _settle_live_stream(db: Database) -> None:
     """Buffer this thread's open stream on `db`, if any."""
     ref = _live_streams.pop((id(db), threading.get_ident()), None)
@@ -371,6 +367,13 @@ class Connection(_native.ConnectionBase):
     InternalError = InternalError
     ProgrammingError = ProgrammingError
     NotSupportedError = NotSupportedError
+
+    # `cursor()`, `commit()` and `rollback()` are native
+    # (`_native.ConnectionBase`): SQLAlchemy calls them on every checkout.
+    if TYPE_CHECKING:
+
+        def cursor(self) -> Cursor:
+            """A new cursor on this connection."""
 
     def __init__(
         self,
@@ -472,12 +475,6 @@ class Connection(_native.ConnectionBase):
 
     # ----------------------------------------------------------- PEP 249
 
-    def cursor(self) -> Cursor:
-        """A new cursor on this connection."""
-        if self._database is None:
-            self._db()  # raises
-        return Cursor(self)
-
     def create_function(
         self,
         name: str,
@@ -509,24 +506,6 @@ class Connection(_native.ConnectionBase):
     def executemany(self, operation: str, seq_of_parameters: Iterable[_Params]) -> Cursor:
         """``sqlite3``'s shortcut: `Cursor.executemany` on a new cursor."""
         return self.cursor().executemany(operation, seq_of_parameters)
-
-    def commit(self) -> None:
-        """Commit the open transaction (nothing to do when none is open)."""
-        self._db()
-        self._end_snapshot()
-        tx = self.transaction
-        self._tx = None
-        if tx is not None:
-            tx.commit()
-
-    def rollback(self) -> None:
-        """Roll the open transaction back (nothing to do when none is open)."""
-        self._db()
-        self._end_snapshot()
-        tx = self.transaction
-        self._tx = None
-        if tx is not None:
-            tx.rollback()
 
     def close(self) -> None:
         """Roll back an open transaction and close the connection (and the
@@ -705,6 +684,10 @@ class Cursor(_native.CursorBase):
     def setoutputsize(self, size: Any, column: int | None = None) -> None:
         """Accepted and ignored (PEP 249 allows it)."""
 
+
+# The native `Cursor.execute` reads both dicts, and the native
+# `Connection.cursor` makes a `Cursor` (see rust/dbapi.rs).
+_native._dbapi_hooks(_shapes, _live_streams, Cursor)
 
 # -------------------------------------------------------------- connect
 
