@@ -12,6 +12,8 @@ Transactional DDL" in its SQLite dialect docs): the driver's transaction
 handling off and ``BEGIN`` emitted when SQLAlchemy begins one. Like our
 engine (``snapshot_reads``), it then runs a session's gets in one read
 transaction instead of one each; it is reported beside the stock engine.
+So is ``ours-per-statement``, our engine with ``?snapshot_reads=false`` (a
+read transaction per statement, as pysqlite).
 
 Run: ``python benches/sa_orm_get_interleaved.py [rounds] [gets per session]``
 (defaults 40 and 1000: the benchmark's one session per round). With fewer
@@ -48,7 +50,13 @@ def engines(folder: Path) -> dict[str, Engine]:
     def begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN")
 
-    return {"ours": ours, "pysqlite": pysqlite, "pysqlite-begin": recipe}
+    per_statement = create_engine(f"sqlite+alkdev:///{folder}/d.db?snapshot_reads=false")
+    return {
+        "ours": ours,
+        "pysqlite": pysqlite,
+        "pysqlite-begin": recipe,
+        "ours-per-statement": per_statement,
+    }
 
 
 def configure(dbapi_connection: Any, connection_record: object) -> None:
@@ -105,7 +113,7 @@ def main(rounds: int, per_session: int) -> None:
         f"sa-orm-get, {per_session} get(s) per session, best of {rounds} alternating rounds: "
         f"ours {best['ours'] * 1e3:.2f} ms"
     )
-    for name in ("pysqlite", "pysqlite-begin"):
+    for name in ("pysqlite", "pysqlite-begin", "ours-per-statement"):
         print(f"  {name} {best[name] * 1e3:.2f} ms, ratio {best[name] / best['ours']:.3f}x")
 
 
