@@ -3,8 +3,10 @@
 pytest-benchmark times each engine in its own test, one after the other, so
 whatever the process and the machine went through in between (the tests
 before it, a busy neighbour) lands on one side only. Here the same 1,000
-``session.get`` calls (see test_bench_sqlalchemy.py) run on our engine, then
-on pysqlite's, round after round, and the best round of each is compared.
+``session.get`` calls (see test_bench_sqlalchemy.py) run on each engine in
+turn, round after round, and the best round of each is compared. The order
+rotates every round, so that no engine always runs right after the same
+other one.
 
 A third engine, ``pysqlite-begin``, is pysqlite with SQLAlchemy's own recipe
 for real SQLite transactions ("Serializable isolation / Savepoints /
@@ -102,8 +104,10 @@ def main(rounds: int, per_session: int) -> None:
             bench.fill(engine, bench.N_SCAN)
             bench.check_got(sessions_of(engine, keys, per_session), keys)
         best = dict.fromkeys(measured, float("inf"))
-        for _ in range(rounds):
-            for name, engine in measured.items():
+        names = list(measured)
+        for turn in range(rounds):
+            for name in names[turn % len(names) :] + names[: turn % len(names)]:
+                engine = measured[name]
                 start = time.perf_counter()
                 sessions_of(engine, keys, per_session)
                 best[name] = min(best[name], time.perf_counter() - start)
