@@ -223,8 +223,9 @@ impl ConnectionBase {
             return Err(closed_connection());
         }
         let class = HOOKS.lock().as_ref().map(|h| h.cursor_class.clone_ref(py));
-        let class =
-            class.ok_or_else(|| Error::Programming("import alkdev_storage.dbapi".into()))?;
+        let class = class.ok_or_else(|| {
+            Error::Programming("cursor() needs alkdev_storage.dbapi imported".into())
+        })?;
         class.bind(py).call1((slf,))
     }
 
