@@ -26,6 +26,7 @@ use crate::errors::{Error, Result};
 use crate::exec::{self, Fetched, Outcome, Stats};
 use crate::functions::UserFunctions;
 use crate::transaction::Transaction;
+use crate::walguard::WalGuard;
 
 /// How many parameter sets `executemany` converts before running them: big
 /// enough to amortise releasing the GIL, small enough to bound memory when
@@ -71,6 +72,9 @@ pub struct Core {
     max_idle: usize,
     /// Connections opened for snapshots so far.
     snapshot_opened: AtomicU64,
+    /// The writer's WAL hook state (see `walguard.rs`). Declared last: it is
+    /// dropped after `close` (run by `Drop`) has closed the writer.
+    _wal_guard: Option<Box<WalGuard>>,
 }
 
 impl Core {
@@ -316,7 +320,13 @@ fn refuse_memory(path: &str) -> Result<()> {
     Ok(())
 }
 
-fn open_writer(path: &Path, readonly: bool, settings: &Settings) -> Result<Connection> {
+/// The writer connection, and the state of its WAL hook (None for a
+/// read-only database, which never commits).
+fn open_writer(
+    path: &Path,
+    readonly: bool,
+    settings: &Settings,
+) -> Result<(Connection, Option<Box<WalGuard>>)> {
     let conn = if readonly {
         let conn = Connection::open_with_flags(
             read_only_uri(path),
@@ -351,7 +361,12 @@ fn open_writer(path: &Path, readonly: bool, settings: &Settings) -> Result<Conne
         conn
     };
     configure(&conn, settings)?;
-    Ok(conn)
+    let guard = if readonly {
+        None
+    } else {
+        WalGuard::install(&conn, settings.busy_timeout).map_err(Error::run)?
+    };
+    Ok((conn, guard))
 }
 
 /// What every connection of a database gets, the writer and each reader:
@@ -393,7 +408,7 @@ pub fn open(
 ) -> Result<Core> {
     refuse_memory(path)?;
     let path = absolute(Path::new(path))?;
-    let writer_conn = detached(py, || open_writer(&path, readonly, &settings))?;
+    let (writer_conn, wal_guard) = detached(py, || open_writer(&path, readonly, &settings))?;
     let reader_target = if readonly {
         read_only_uri(&path)
     } else {
@@ -415,6 +430,7 @@ pub fn open(
         snapshot_idle: Mutex::new(Vec::new()),
         max_idle: max_readers,
         snapshot_opened: AtomicU64::new(0),
+        _wal_guard: wal_guard,
     })
 }
 

@@ -18,6 +18,7 @@ mod primitives;
 mod schema;
 mod snapshot;
 mod transaction;
+mod walguard;
 #[cfg(unix)]
 mod watch;
 

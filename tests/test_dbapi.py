@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import doctest
 import gc
+import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -1326,4 +1328,54 @@ def test_snapshot_reads_agree_while_another_thread_writes(path: Path) -> None:
         t.join(30)
     assert not errors and sums and set(sums) == {1000}
     setup.close()
+    db.close()
+
+
+def test_the_wal_stays_bounded_while_snapshots_overlap(path: Path) -> None:
+    # Reader threads whose snapshots always overlap leave SQLite no moment to
+    # restart the WAL, and it would grow with every commit; the writer's WAL
+    # hook waits for the older snapshots now and then (rust/walguard.rs).
+    # Small pages make the autocheckpoint threshold (10,000 frames) 5 MB.
+    page = 512
+    setup = sqlite3.connect(path)
+    setup.executescript(
+        f"PRAGMA page_size = {page}; PRAGMA journal_mode = WAL;"
+        "CREATE TABLE s(id INTEGER PRIMARY KEY, v BLOB);"
+    )
+    setup.executemany("INSERT INTO s VALUES (?, randomblob(200))", [(i,) for i in range(2000)])
+    setup.commit()
+    setup.close()
+    db = alk.connect(path)
+    threshold = db.query_one("PRAGMA wal_autocheckpoint")[0] * page
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        c = dbapi.connect(db=db, snapshot_reads=True)
+        try:
+            while not stop.is_set():
+                for i in range(3):
+                    c.execute("SELECT v FROM s WHERE id = ?", (i * 97,)).fetchall()
+                    time.sleep(0.001)  # work done inside the transaction
+                c.rollback()
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            c.close()
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    wal = Path(f"{path}-wal")
+    largest = 0
+    try:
+        for n in range(600):  # about 100 pages a commit: 6 thresholds' worth
+            db.execute("UPDATE s SET v = randomblob(200) WHERE id % 10 = ?", (n % 10,))
+            largest = max(largest, wal.stat().st_size)
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(30)
+    assert not errors
+    assert largest < 3 * threshold, (largest, threshold)
     db.close()
