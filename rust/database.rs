@@ -615,8 +615,10 @@ impl Database {
     }
 
     /// Statement-cache counters: statements compiled (cache misses), cache
-    /// hits, and the per-connection capacity; and the connections opened for
-    /// DB-API read snapshots so far, and how many of them are idle.
+    /// hits, and the per-connection capacity; the connections opened for
+    /// DB-API read snapshots so far, and how many of them are idle; and the
+    /// RESTART checkpoints the writer's WAL hook tried so far, and how many
+    /// of them found a snapshot still open when their wait ran out.
     #[getter]
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
@@ -628,6 +630,14 @@ impl Database {
         let opened = core.snapshot_opened.load(Ordering::Relaxed);
         d.set_item("snapshot_connections_opened", opened)?;
         d.set_item("snapshot_connections_idle", core.snapshot_idle.lock().len())?;
+        let (attempts, failed) = core._wal_guard.as_ref().map_or((0, 0), |g| {
+            (
+                g.attempts.load(Ordering::Relaxed),
+                g.failed.load(Ordering::Relaxed),
+            )
+        });
+        d.set_item("wal_restart_attempts", attempts)?;
+        d.set_item("wal_restart_failures", failed)?;
         Ok(d)
     }
 

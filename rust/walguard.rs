@@ -14,14 +14,16 @@
 //! a RESTART checkpoint, which waits for the snapshots begun before it to
 //! end (readers that start meanwhile read the database file, not the WAL,
 //! and do not hold it back) and then lets the next commit restart the WAL.
-//! The wait is bounded and doubles with each failed attempt (from
-//! `FIRST_WAIT` up to the busy timeout), and after a failure the next
-//! attempt comes only when the WAL has grown by another eighth of the
-//! threshold: a snapshot held open for long delays a commit now and then,
-//! not every commit.
+//! The wait is for transactions of a request's length: it doubles with each
+//! failed attempt from `FIRST_WAIT` to `LAST_WAIT` (never past the busy
+//! timeout), and after a failure the next attempt comes only when the WAL
+//! has grown by another eighth of the threshold, then a quarter, a half, a
+//! whole threshold. A snapshot held open for long (a transaction left open,
+//! a stream read slowly) still holds the WAL back; it costs the writer one
+//! bounded wait per threshold's worth of commits, not a wait per commit.
 
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rusqlite::{ffi, Connection};
@@ -30,16 +32,22 @@ use rusqlite::{ffi, Connection};
 /// a typical transaction, short enough to go unnoticed by writers.
 const FIRST_WAIT: Duration = Duration::from_millis(50);
 
+/// The longest wait, reached after three failures in a row.
+const LAST_WAIT: Duration = Duration::from_millis(400);
+
 pub(crate) struct WalGuard {
     /// Frames that trigger the PASSIVE checkpoint (`wal_autocheckpoint`).
     threshold: u32,
-    /// The connection's busy timeout, restored after a RESTART attempt, and
-    /// the longest such an attempt waits.
+    /// The connection's busy timeout, restored after a RESTART attempt
+    /// (which never waits longer).
     busy_ms: c_int,
     /// The WAL size (in frames) the next RESTART attempt waits for.
     next_attempt: AtomicU32,
     /// RESTART attempts that failed since the last one that succeeded.
     failures: AtomicU32,
+    /// RESTART attempts, and those that failed, since the database opened.
+    pub(crate) attempts: AtomicU64,
+    pub(crate) failed: AtomicU64,
 }
 
 impl WalGuard {
@@ -62,6 +70,8 @@ impl WalGuard {
             busy_ms: c_int::try_from(busy_timeout.as_millis()).unwrap_or(c_int::MAX),
             next_attempt: AtomicU32::new(0),
             failures: AtomicU32::new(0),
+            attempts: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         });
         // SAFETY: `conn` is open; the hook's argument points into the box,
         // which the caller keeps alive for as long as the connection.
@@ -102,9 +112,10 @@ impl WalGuard {
             return;
         }
         let failures = self.failures.load(Ordering::Relaxed);
-        let wait = FIRST_WAIT
+        let backoff = failures.min(3);
+        let wait = (FIRST_WAIT * (1 << backoff))
+            .min(LAST_WAIT)
             .as_millis()
-            .saturating_mul(1 << failures.min(16))
             .min(u128::try_from(self.busy_ms.max(0)).unwrap_or(0));
         let wait = c_int::try_from(wait).unwrap_or(c_int::MAX);
         // SAFETY: as above; the busy timeout is this connection's own and is
@@ -121,13 +132,16 @@ impl WalGuard {
             ffi::sqlite3_busy_timeout(db, self.busy_ms);
             rc
         };
+        self.attempts.fetch_add(1, Ordering::Relaxed);
         if rc == ffi::SQLITE_OK {
             self.failures.store(0, Ordering::Relaxed);
         } else {
+            self.failed.fetch_add(1, Ordering::Relaxed);
             self.failures
                 .store(failures.saturating_add(1), Ordering::Relaxed);
+            let spacing = (self.threshold / 8).saturating_mul(1 << backoff);
             self.next_attempt
-                .store(frames.saturating_add(self.threshold / 8), Ordering::Relaxed);
+                .store(frames.saturating_add(spacing), Ordering::Relaxed);
         }
     }
 }

@@ -1331,22 +1331,32 @@ def test_snapshot_reads_agree_while_another_thread_writes(path: Path) -> None:
     db.close()
 
 
-def test_the_wal_stays_bounded_while_snapshots_overlap(path: Path) -> None:
-    # Reader threads whose snapshots always overlap leave SQLite no moment to
-    # restart the WAL, and it would grow with every commit; the writer's WAL
-    # hook waits for the older snapshots now and then (rust/walguard.rs).
-    # Small pages make the autocheckpoint threshold (10,000 frames) 5 MB.
-    page = 512
+def small_page_database(path: Path) -> alk.Database:
+    """A database of 512-byte pages, so that the WAL's autocheckpoint
+    threshold (10,000 frames) is 5 MB, with table s of 2,000 rows of which
+    each tenth is about 100 pages."""
     setup = sqlite3.connect(path)
     setup.executescript(
-        f"PRAGMA page_size = {page}; PRAGMA journal_mode = WAL;"
+        "PRAGMA page_size = 512; PRAGMA journal_mode = WAL;"
         "CREATE TABLE s(id INTEGER PRIMARY KEY, v BLOB);"
     )
     setup.executemany("INSERT INTO s VALUES (?, randomblob(200))", [(i,) for i in range(2000)])
     setup.commit()
     setup.close()
-    db = alk.connect(path)
-    threshold = db.query_one("PRAGMA wal_autocheckpoint")[0] * page
+    return alk.connect(path)
+
+
+def rewrite_a_tenth(db: alk.Database, n: int) -> None:
+    db.execute("UPDATE s SET v = randomblob(200) WHERE id % 10 = ?", (n % 10,))
+
+
+def test_the_wal_stays_bounded_while_snapshots_overlap(path: Path) -> None:
+    # Reader threads whose snapshots always overlap leave SQLite no moment to
+    # restart the WAL, and it would grow with every commit (12.6 times the
+    # threshold here, without the hook); the writer's WAL hook waits for the
+    # older snapshots now and then (rust/walguard.rs).
+    db = small_page_database(path)
+    threshold = db.query_one("PRAGMA wal_autocheckpoint")[0] * 512
     stop = threading.Event()
     errors: list[BaseException] = []
 
@@ -1369,8 +1379,8 @@ def test_the_wal_stays_bounded_while_snapshots_overlap(path: Path) -> None:
     wal = Path(f"{path}-wal")
     largest = 0
     try:
-        for n in range(600):  # about 100 pages a commit: 6 thresholds' worth
-            db.execute("UPDATE s SET v = randomblob(200) WHERE id % 10 = ?", (n % 10,))
+        for n in range(600):  # about 200 frames each: 12 thresholds' worth
+            rewrite_a_tenth(db, n)
             largest = max(largest, wal.stat().st_size)
     finally:
         stop.set()
@@ -1378,4 +1388,30 @@ def test_the_wal_stays_bounded_while_snapshots_overlap(path: Path) -> None:
             t.join(30)
     assert not errors
     assert largest < 3 * threshold, (largest, threshold)
+    assert db.stats["wal_restart_attempts"] >= 1
+    db.close()
+
+
+def test_a_snapshot_left_open_costs_the_writer_few_waits(path: Path) -> None:
+    # One transaction that never ends holds the WAL back whatever the hook
+    # does; the hook then tries less and less often, instead of making every
+    # commit wait. Once the snapshot ends, the WAL restarts by itself.
+    db = small_page_database(path)
+    idle = dbapi.connect(db=db, snapshot_reads=True)
+    assert idle.execute("SELECT count(*) FROM s").fetchone() == (2000,)
+    for n in range(300):  # about 200 frames each: past twice the threshold at 100
+        rewrite_a_tenth(db, n)
+    tries = db.stats["wal_restart_attempts"]
+    # Tries at 20,000 frames, then an eighth, a quarter, a half, and whole
+    # thresholds further: 7 by 60,000.
+    assert 4 <= tries <= 8
+    assert db.stats["wal_restart_failures"] == tries
+    assert db.checkpoint("PASSIVE")[1] > 50_000  # the WAL, in frames
+    idle.rollback()
+    for n in range(3):  # copies the WAL whole, then writes it from its start
+        rewrite_a_tenth(db, n)
+    busy, log, _ = db.checkpoint("PASSIVE")
+    assert busy == 0 and log < 1000, log
+    assert db.stats["wal_restart_attempts"] == tries
+    idle.close()
     db.close()
