@@ -66,10 +66,10 @@ pub struct Core {
     pub stats: Stats,
     /// What reader connections open: the file, or its read-only URI.
     reader_target: String,
-    /// Idle connections for snapshots (see `snapshot.rs`), each with the
-    /// generation of `functions` it has installed; at most `max_idle`.
-    snapshot_idle: Mutex<Vec<(Connection, u64)>>,
-    max_idle: usize,
+    /// The connections snapshots run on (see `snapshot.rs`).
+    snapshots: Mutex<SnapshotConns>,
+    /// Idle snapshot connections kept at least (`max_readers`).
+    least_idle: usize,
     /// Connections opened for snapshots so far.
     snapshot_opened: AtomicU64,
     /// The writer's WAL hook state (see `walguard.rs`). Declared last: it is
@@ -205,36 +205,52 @@ impl Core {
     /// readers' bounded pool would let open transactions make statements
     /// (and other snapshots, the same thread's included) wait for good.
     /// Call detached: opening one does I/O.
+    /// Each successful call must be matched by one `return_snapshot_conn`.
     pub fn take_snapshot_conn(&self) -> Result<(Connection, u64)> {
         self.check_open()?;
-        let idle = self.snapshot_idle.lock().pop();
-        let (conn, installed) = match idle {
-            Some(idle) => idle,
-            None => {
-                let conn =
-                    honker_core::open_conn(&self.reader_target, false).map_err(Error::honker)?;
-                configure(&conn, &self.settings)?;
-                let installed = self.functions.install(&conn).map_err(Error::run)?;
-                self.snapshot_opened.fetch_add(1, Ordering::Relaxed);
-                (conn, installed)
-            }
+        let idle = {
+            let mut conns = self.snapshots.lock();
+            conns.in_use += 1;
+            conns.peak = conns.peak.max(conns.in_use);
+            conns.idle.pop()
         };
-        if installed == self.functions.generation() {
-            return Ok((conn, installed));
+        let ready =
+            idle.map_or_else(|| self.open_snapshot_conn(), Ok)
+                .and_then(|(conn, installed)| {
+                    if installed == self.functions.generation() {
+                        return Ok((conn, installed));
+                    }
+                    let installed = self.functions.install(&conn).map_err(Error::run)?;
+                    Ok((conn, installed))
+                });
+        if ready.is_err() {
+            self.snapshots.lock().in_use -= 1;
         }
+        ready
+    }
+
+    fn open_snapshot_conn(&self) -> Result<(Connection, u64)> {
+        let conn = honker_core::open_conn(&self.reader_target, false).map_err(Error::honker)?;
+        configure(&conn, &self.settings)?;
         let installed = self.functions.install(&conn).map_err(Error::run)?;
+        self.snapshot_opened.fetch_add(1, Ordering::Relaxed);
         Ok((conn, installed))
     }
 
-    /// Give back a snapshot's connection, its read transaction ended. It is
-    /// closed instead when `max_idle` are idle already or the database is
-    /// closed.
-    pub fn return_snapshot_conn(&self, conn: Connection, installed: u64) {
+    /// Give back what `take_snapshot_conn` gave, its read transaction
+    /// ended; None for a connection that could not end it (closed, never
+    /// reused). Kept idle unless enough are (see `SnapshotConns::peak`) or
+    /// the database is closed.
+    pub fn return_snapshot_conn(&self, conn: Option<(Connection, u64)>) {
         // Checked under the lock that `close` clears the list with, so no
         // connection is left idle after it.
-        let mut idle = self.snapshot_idle.lock();
-        if !self.closed.load(Ordering::Acquire) && idle.len() < self.max_idle {
-            idle.push((conn, installed));
+        let mut conns = self.snapshots.lock();
+        conns.in_use -= 1;
+        let keep = conns.peak.max(self.least_idle).min(SNAPSHOT_IDLE_MAX);
+        if let Some(conn) = conn {
+            if !self.closed.load(Ordering::Acquire) && conns.idle.len() < keep {
+                conns.idle.push(conn);
+            }
         }
     }
 
@@ -242,8 +258,24 @@ impl Core {
         self.closed.store(true, Ordering::Release);
         self.writer.close();
         self.readers.close();
-        self.snapshot_idle.lock().clear();
+        self.snapshots.lock().idle.clear();
     }
+}
+
+/// Idle snapshot connections kept at most, however many were in use at once.
+const SNAPSHOT_IDLE_MAX: usize = 32;
+
+/// The connections snapshots run on, outside the readers' pool.
+#[derive(Default)]
+struct SnapshotConns {
+    /// Idle ones, each with the generation of `functions` it has installed.
+    idle: Vec<(Connection, u64)>,
+    /// Taken and not given back yet.
+    in_use: usize,
+    /// The most ever in use at once: as many are kept idle (at least
+    /// `least_idle`, at most `SNAPSHOT_IDLE_MAX`), so that a steady number of
+    /// concurrent transactions reuses connections instead of opening them.
+    peak: usize,
 }
 
 /// The writer connection, held; returned to the slot when dropped.
@@ -427,8 +459,8 @@ pub fn open(
         stats: Stats::default(),
         path,
         reader_target,
-        snapshot_idle: Mutex::new(Vec::new()),
-        max_idle: max_readers,
+        snapshots: Mutex::new(SnapshotConns::default()),
+        least_idle: max_readers,
         snapshot_opened: AtomicU64::new(0),
         _wal_guard: wal_guard,
     })
@@ -616,7 +648,7 @@ impl Database {
 
     /// Statement-cache counters: statements compiled (cache misses), cache
     /// hits, and the per-connection capacity; the connections opened for
-    /// DB-API read snapshots so far, and how many of them are idle; and the
+    /// DB-API read snapshots so far, and how many are idle and in use; and the
     /// RESTART checkpoints the writer's WAL hook tried so far, and how many
     /// of them found a snapshot still open when their wait ran out.
     #[getter]
@@ -629,7 +661,12 @@ impl Database {
         let core = &self.core;
         let opened = core.snapshot_opened.load(Ordering::Relaxed);
         d.set_item("snapshot_connections_opened", opened)?;
-        d.set_item("snapshot_connections_idle", core.snapshot_idle.lock().len())?;
+        let (idle, in_use) = {
+            let conns = core.snapshots.lock();
+            (conns.idle.len(), conns.in_use)
+        };
+        d.set_item("snapshot_connections_idle", idle)?;
+        d.set_item("snapshot_connections_in_use", in_use)?;
         let (attempts, failed) = core._wal_guard.as_ref().map_or((0, 0), |g| {
             (
                 g.attempts.load(Ordering::Relaxed),

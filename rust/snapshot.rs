@@ -45,8 +45,11 @@ impl Snapshot {
     /// taken by SQLite at the first read. Call detached.
     pub(crate) fn begin(core: Arc<Core>) -> Result<Arc<Snapshot>> {
         let (conn, installed) = core.take_snapshot_conn()?;
-        // A connection whose BEGIN failed is in no known state: closed.
-        exec::control(&conn, "BEGIN")?;
+        if let Err(e) = exec::control(&conn, "BEGIN") {
+            // A connection whose BEGIN failed is in no known state: closed.
+            core.return_snapshot_conn(None);
+            return Err(e);
+        }
         Ok(Arc::new(Snapshot {
             core,
             conn: Some(conn),
@@ -108,8 +111,9 @@ impl Drop for Snapshot {
         // No statement is live on it: each `Live` holds the snapshot. A
         // connection that cannot end its transaction is closed, never
         // reused with a stale snapshot.
-        if conn.is_autocommit() || exec::control(&conn, "ROLLBACK").is_ok() {
-            self.core.return_snapshot_conn(conn, *self.lock.get_mut());
-        }
+        let reusable = conn.is_autocommit() || exec::control(&conn, "ROLLBACK").is_ok();
+        let installed = *self.lock.get_mut();
+        self.core
+            .return_snapshot_conn(reusable.then_some((conn, installed)));
     }
 }
