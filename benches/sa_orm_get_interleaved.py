@@ -45,7 +45,7 @@ def engines(folder: Path) -> dict[str, Engine]:
     pysqlite = create_engine(f"sqlite+pysqlite:///{folder}/b.db")
     recipe = create_engine(f"sqlite+pysqlite:///{folder}/c.db")
     for engine in (pysqlite, recipe):
-        event.listen(engine, "connect", configure)
+        event.listen(engine, "connect", bench.configure_like_core)
     event.listen(recipe, "connect", driver_transactions_off)
 
     @event.listens_for(recipe, "begin")
@@ -59,13 +59,6 @@ def engines(folder: Path) -> dict[str, Engine]:
         "pysqlite-begin": recipe,
         "ours-per-statement": per_statement,
     }
-
-
-def configure(dbapi_connection: Any, connection_record: object) -> None:
-    cursor = dbapi_connection.cursor()
-    for pragma in bench.PRAGMAS:
-        cursor.execute(pragma)
-    cursor.close()
 
 
 def driver_transactions_off(dbapi_connection: Any, connection_record: object) -> None:

@@ -57,23 +57,29 @@ def row(i: int) -> tuple[int, str, float, bytes]:
     return (i, f"item-{i}", i * 0.5, b"\x00\x01" * 8)
 
 
-@pytest.fixture
-def ours(tmp_path: Path) -> Iterator[Any]:
-    conn = dbapi.connect(tmp_path / "ours.db")
+def with_schema(conn: Any) -> Iterator[Any]:
+    """A fixture's body: `conn` with the items table, closed afterwards."""
     conn.execute(SCHEMA)
     conn.commit()
     yield conn
     conn.close()
+
+
+def stdlib_connection(path: Path, **options: Any) -> sqlite3.Connection:
+    """``sqlite3`` configured like our core (conftest.py's ``PRAGMAS``)."""
+    conn = sqlite3.connect(path, **options)
+    conn.executescript(PRAGMAS)
+    return conn
+
+
+@pytest.fixture
+def ours(tmp_path: Path) -> Iterator[Any]:
+    yield from with_schema(dbapi.connect(tmp_path / "ours.db"))
 
 
 @pytest.fixture
 def stdlib(tmp_path: Path) -> Iterator[Any]:
-    conn = sqlite3.connect(tmp_path / "stdlib.db")
-    conn.executescript(PRAGMAS)
-    conn.execute(SCHEMA)
-    conn.commit()
-    yield conn
-    conn.close()
+    yield from with_schema(stdlib_connection(tmp_path / "stdlib.db"))
 
 
 def fill(conn: Any, n: int) -> None:
@@ -126,22 +132,14 @@ def test_point_read_stdlib(benchmark: Any, stdlib: Any) -> None:
 
 @pytest.fixture
 def ours_snapshot(tmp_path: Path) -> Iterator[Any]:
-    conn = dbapi.connect(tmp_path / "ours.db", snapshot_reads=True)
-    conn.execute(SCHEMA)
-    conn.commit()
-    yield conn
-    conn.close()
+    yield from with_schema(dbapi.connect(tmp_path / "ours.db", snapshot_reads=True))
 
 
 @pytest.fixture
 def stdlib_begin(tmp_path: Path) -> Iterator[Any]:
     """``sqlite3`` opening its transactions itself: ``BEGIN`` before the
     reads (what Python 3.12's ``autocommit=False`` does implicitly)."""
-    conn = sqlite3.connect(tmp_path / "stdlib.db", isolation_level=None)
-    conn.executescript(PRAGMAS)
-    conn.execute(SCHEMA)
-    yield conn
-    conn.close()
+    yield from with_schema(stdlib_connection(tmp_path / "stdlib.db", isolation_level=None))
 
 
 def reads_in_one_transaction(conn: Any, begin: bool) -> int:

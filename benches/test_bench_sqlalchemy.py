@@ -169,6 +169,14 @@ def settled_statements() -> Iterator[None]:
     yield
 
 
+def configure_like_core(dbapi_connection: Any, connection_record: object) -> None:
+    """A pysqlite engine's ``connect`` listener: conftest.py's ``PRAGMAS``."""
+    cursor = dbapi_connection.cursor()
+    for pragma in PRAGMAS:
+        cursor.execute(pragma)
+    cursor.close()
+
+
 @pytest.fixture
 def alkdev(tmp_path: Path) -> Iterator[Engine]:
     engine = create_engine(f"sqlite+alkdev:///{tmp_path}/a.db")
@@ -179,14 +187,7 @@ def alkdev(tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture
 def pysqlite(tmp_path: Path) -> Iterator[Engine]:
     engine = create_engine(f"sqlite+pysqlite:///{tmp_path}/b.db")
-
-    @event.listens_for(engine, "connect")
-    def configure(dbapi_connection: Any, connection_record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        for pragma in PRAGMAS:
-            cursor.execute(pragma)
-        cursor.close()
-
+    event.listen(engine, "connect", configure_like_core)
     yield prepare(engine)
     engine.dispose()
 
