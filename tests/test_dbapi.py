@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import doctest
 import gc
@@ -9,7 +10,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -1285,6 +1286,39 @@ def test_snapshot_reads_on_a_read_only_database(path: Path, conn: dbapi.Connecti
     ro.close()
 
 
+@contextlib.contextmanager
+def snapshot_readers(
+    db: alk.Database, transaction: Callable[[dbapi.Connection], None]
+) -> Iterator[None]:
+    """Three threads, each on a connection of its own with snapshot reads,
+    running `transaction` and rolling back, over and over, for as long as
+    the block runs; then joined, and none of them may have raised."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        c = dbapi.connect(db=db, snapshot_reads=True)
+        try:
+            while not stop.is_set():
+                transaction(c)
+                c.rollback()
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not errors
+
+
 def test_snapshot_reads_agree_while_another_thread_writes(path: Path) -> None:
     # Transfers between accounts keep the total; a transaction that reads
     # every balance with its own statement must always see that total (with
@@ -1295,43 +1329,23 @@ def test_snapshot_reads_agree_while_another_thread_writes(path: Path) -> None:
     setup.execute("CREATE TABLE acct(id INTEGER PRIMARY KEY, bal INTEGER NOT NULL)")
     setup.executemany("INSERT INTO acct VALUES (?, 100)", [(i,) for i in range(10)])
     setup.commit()
-    stop = threading.Event()
     sums: list[int] = []
-    errors: list[BaseException] = []
 
-    def write() -> None:
-        c = dbapi.connect(db=db)
+    def read(c: dbapi.Connection) -> None:
+        total = 0
+        for i in range(10):
+            (bal,) = c.execute("SELECT bal FROM acct WHERE id = ?", (i,)).fetchone()
+            total += bal
+        streamed = sum(b for (b,) in c.execute("SELECT bal FROM acct"))
+        sums.extend([total, streamed])
+
+    with snapshot_readers(db, read):
         for n in range(400):
             src, dst = n % 10, (n * 7 + 3) % 10
-            c.execute("UPDATE acct SET bal = bal - 1 WHERE id = ?", (src,))
-            c.execute("UPDATE acct SET bal = bal + 1 WHERE id = ?", (dst,))
-            c.commit()
-        c.close()
-
-    def read() -> None:
-        c = dbapi.connect(db=db, snapshot_reads=True)
-        try:
-            while not stop.is_set():
-                total = 0
-                for i in range(10):
-                    (bal,) = c.execute("SELECT bal FROM acct WHERE id = ?", (i,)).fetchone()
-                    total += bal
-                streamed = sum(b for (b,) in c.execute("SELECT bal FROM acct"))
-                sums.extend([total, streamed])
-                c.rollback()
-        except BaseException as e:
-            errors.append(e)
-        finally:
-            c.close()
-
-    readers = [threading.Thread(target=read) for _ in range(3)]
-    for t in readers:
-        t.start()
-    write()
-    stop.set()
-    for t in readers:
-        t.join(30)
-    assert not errors and sums and set(sums) == {1000}
+            setup.execute("UPDATE acct SET bal = bal - 1 WHERE id = ?", (src,))
+            setup.execute("UPDATE acct SET bal = bal + 1 WHERE id = ?", (dst,))
+            setup.commit()
+    assert sums and set(sums) == {1000}
     setup.close()
     db.close()
 
@@ -1362,36 +1376,18 @@ def test_the_wal_stays_bounded_while_snapshots_overlap(path: Path) -> None:
     # older snapshots now and then (rust/walguard.rs).
     db = small_page_database(path)
     threshold = db.query_one("PRAGMA wal_autocheckpoint")[0] * 512
-    stop = threading.Event()
-    errors: list[BaseException] = []
 
-    def read() -> None:
-        c = dbapi.connect(db=db, snapshot_reads=True)
-        try:
-            while not stop.is_set():
-                for i in range(3):
-                    c.execute("SELECT v FROM s WHERE id = ?", (i * 97,)).fetchall()
-                    time.sleep(0.001)  # work done inside the transaction
-                c.rollback()
-        except BaseException as e:
-            errors.append(e)
-        finally:
-            c.close()
+    def read(c: dbapi.Connection) -> None:
+        for i in range(3):
+            c.execute("SELECT v FROM s WHERE id = ?", (i * 97,)).fetchall()
+            time.sleep(0.001)  # work done inside the transaction
 
-    readers = [threading.Thread(target=read) for _ in range(3)]
-    for t in readers:
-        t.start()
     wal = Path(f"{path}-wal")
     largest = 0
-    try:
+    with snapshot_readers(db, read):
         for n in range(600):  # about 200 frames each: 12 thresholds' worth
             rewrite_a_tenth(db, n)
             largest = max(largest, wal.stat().st_size)
-    finally:
-        stop.set()
-        for t in readers:
-            t.join(30)
-    assert not errors
     assert largest < 3 * threshold, (largest, threshold)
     db.close()
 
