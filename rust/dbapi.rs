@@ -239,6 +239,13 @@ impl ConnectionBase {
         self.end(py, false)
     }
 
+    /// True when a read now runs on the connection's snapshot (see
+    /// `reads_on_snapshot`), so it takes no pooled reader.
+    #[getter]
+    fn _reads_on_snapshot(&self) -> bool {
+        self.reads_on_snapshot()
+    }
+
     /// True while the connection holds a read snapshot.
     #[getter]
     fn _in_snapshot(&self) -> bool {
@@ -271,6 +278,13 @@ impl ConnectionBase {
 }
 
 impl ConnectionBase {
+    /// Whether a read runs on the connection's snapshot (beginning it if
+    /// need be) rather than on a pooled reader: snapshot reads on, out of
+    /// autocommit mode, and no write transaction open.
+    fn reads_on_snapshot(&self) -> bool {
+        self._snapshot_reads && !self._autocommit && self._tx.is_none()
+    }
+
     /// `commit` or `rollback`: let go of the read snapshot, then end the
     /// transaction, if one is open (it may have ended on the native object
     /// already). The connection forgets the transaction first, so it is
@@ -333,22 +347,20 @@ struct Open<'py> {
     tx: Option<Bound<'py, PyAny>>,
     /// ``_autocommit``.
     autocommit: bool,
-    /// ``_snapshot_reads``.
-    snapshot_reads: bool,
-    /// The snapshot the connection holds.
+    /// `ConnectionBase::reads_on_snapshot`.
+    on_snapshot: bool,
+    /// The snapshot the connection holds, when reads run on it.
     snapshot: Option<Arc<Snapshot>>,
 }
 
 impl Open<'_> {
     /// Where a read runs while no transaction is open.
     fn source(&self, db: &Bound<'_, Database>) -> Source {
-        let core = db.get().core.clone();
-        if !self.snapshot_reads || self.autocommit || self.tx.is_some() {
-            return Source::Pool(core);
-        }
-        match &self.snapshot {
-            Some(snapshot) => Source::Snapshot(snapshot.clone()),
-            None => Source::Begin(core),
+        let core = || db.get().core.clone();
+        match (&self.snapshot, self.on_snapshot) {
+            (_, false) => Source::Pool(core()),
+            (Some(snapshot), true) => Source::Snapshot(snapshot.clone()),
+            (None, true) => Source::Begin(core()),
         }
     }
 }
@@ -406,15 +418,15 @@ impl CursorBase {
         };
         let tx = state._tx.as_ref().map(|tx| tx.bind(py).clone());
         let autocommit = state._autocommit;
-        let snapshot_reads = state._snapshot_reads;
-        let snapshot = state.snapshot.clone();
+        let on_snapshot = state.reads_on_snapshot();
+        let snapshot = state.snapshot.clone().filter(|_| on_snapshot);
         drop(state);
         Ok(Open {
             conn: conn.clone(),
             db,
             tx,
             autocommit,
-            snapshot_reads,
+            on_snapshot,
             snapshot,
         })
     }

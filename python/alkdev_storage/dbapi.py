@@ -628,7 +628,7 @@ class Cursor(_native.CursorBase):
             # in it has already given its reader back.
             db = conn._database
             assert db is not None
-            if not conn._snapshot_reads or conn._autocommit:
+            if not conn._reads_on_snapshot:
                 _settle_live_stream(db)  # the read takes a pooled reader
             try:
                 streams = self._read(operation, params, shape)
