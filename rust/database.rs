@@ -200,7 +200,8 @@ impl Core {
     }
 
     /// A connection for a snapshot, with the generation of `functions`
-    /// installed on it: an idle one, or a new one. Never waits for one. A
+    /// installed on it: an idle one, or a new one (`Snapshot::enter` brings
+    /// its functions up to date before each use). Never waits for one. A
     /// snapshot lasts as long as a transaction, so taking it from the
     /// readers' bounded pool would let open transactions make statements
     /// (and other snapshots, the same thread's included) wait for good.
@@ -214,15 +215,7 @@ impl Core {
             conns.peak = conns.peak.max(conns.in_use);
             conns.idle.pop()
         };
-        let ready =
-            idle.map_or_else(|| self.open_snapshot_conn(), Ok)
-                .and_then(|(conn, installed)| {
-                    if installed == self.functions.generation() {
-                        return Ok((conn, installed));
-                    }
-                    let installed = self.functions.install(&conn).map_err(Error::run)?;
-                    Ok((conn, installed))
-                });
+        let ready = idle.map_or_else(|| self.open_snapshot_conn(), Ok);
         if ready.is_err() {
             self.snapshots.lock().in_use -= 1;
         }
