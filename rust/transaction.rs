@@ -34,7 +34,9 @@ struct TxState {
 
 /// A write transaction. Use it as a context manager (commit on success,
 /// rollback on exception) or call `commit()` / `rollback()` explicitly.
-#[pyclass(frozen, module = "alkdev_storage._native", name = "Transaction")]
+/// Weak-referenceable, so that Python code can tie the lifetime of what the
+/// transaction needs (a tenant file's lease) to it.
+#[pyclass(frozen, weakref, module = "alkdev_storage._native", name = "Transaction")]
 pub struct Transaction {
     core: Arc<Core>,
     state: Mutex<TxState>,

@@ -404,6 +404,26 @@ def test_demo_prints_no_bars_when_quick(tmp_path: Path) -> None:
     assert done.returncode == 0 and done.stderr == ""
 
 
+def test_yaml_without_pyyaml_names_the_extra(tmp_path: Path, acme: tuple[str, str]) -> None:
+    root, _ = acme
+    spec = tmp_path / "notes.yaml"
+    spec.write_text("name: notes\nscope: tenant\n")
+    hide_yaml = (
+        "import sys; sys.modules['yaml'] = None; "  # `import yaml` now raises ImportError
+        "from alkdev_storage.cli import main; raise SystemExit(main(sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", hide_yaml, "types", "register", str(spec), "--org", "acme",
+         "--root", root],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": PACKAGE_PARENT},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "needs PyYAML" in done.stderr
+    assert "pip install 'alkdev-storage[yaml]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_more_bad_input(tmp_path: Path, acme: tuple[str, str]) -> None:
     root, _ = acme
     r = ("--root", root)
@@ -412,9 +432,13 @@ def test_more_bad_input(tmp_path: Path, acme: tuple[str, str]) -> None:
     assert "email" in user_error("orgs", "create", "--name", "X", "--slug", "x",
                                  "--owner-email", "nope", *r, cwd=tmp_path)  # fmt: skip
     bad_yaml = tmp_path / "bad.yaml"
-    bad_yaml.write_text("name: [unclosed\n")
-    assert "not valid YAML" in user_error("types", "register", str(bad_yaml), "--org", "acme",
-                                          *r, cwd=tmp_path)  # fmt: skip
+    bad_yaml.write_text("name: notes\nscope: [unclosed\n")
+    assert "bad.yaml: not valid YAML at line 3, column 1" in user_error(
+        "types", "register", str(bad_yaml), "--org", "acme", *r, cwd=tmp_path)  # fmt: skip
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('{"name": "notes",\n "scope": }')
+    assert "bad.json: not valid JSON at line 2, column 11" in user_error(
+        "types", "register", str(bad_json), "--org", "acme", *r, cwd=tmp_path)  # fmt: skip
     system = tmp_path / "system.json"
     system.write_text(json.dumps({"name": "mine", "scope": "system"}))
     assert "system graph type" in user_error("types", "register", str(system), "--org", "acme",

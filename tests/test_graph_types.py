@@ -4,6 +4,7 @@ no change to any file."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,23 @@ def test_registration_from_json_and_yaml_documents(world: World) -> None:
     doc = tasks().to_document()
     with world.as_(world.owner) as t:
         assert t.graph_types.register(doc).spec() == tasks()
-        yaml = pytest.importorskip("yaml")
+        import yaml
+
         assert t.graph_types.register(yaml.safe_dump(doc)).version == 1
+
+
+def test_documents_parse_errors_and_a_missing_yaml_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(alk.DocumentError, match="at line 3, column 3") as bad:
+        GraphTypeSpec.from_document("name: x\nscope: [\n  - oops: {\n")
+    assert (bad.value.source, bad.value.line, bad.value.column) == ("graph-type document", 3, 3)
+    assert isinstance(bad.value, ValueError)
+    monkeypatch.setitem(sys.modules, "yaml", None)  # as if PyYAML were not installed
+    assert GraphTypeSpec.from_document('{"name": "x"}').name == "x"  # JSON needs nothing
+    with pytest.raises(alk.MissingExtraError, match=r"pip install 'alkdev-storage\[yaml\]'"):
+        GraphTypeSpec.from_document("name: x\n")
+    assert issubclass(alk.MissingExtraError, ImportError)
 
 
 @pytest.mark.parametrize(

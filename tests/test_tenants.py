@@ -4,12 +4,14 @@ idle close), create/archive/purge/discard, hostile org ids, threads."""
 from __future__ import annotations
 
 import doctest
+import gc
 import os
 import pathlib
 import random
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,7 @@ from alkdev_storage.errors import (
     MigrationError,
     SchemaVersionError,
     StorageError,
+    TenantHandlesBusyError,
     TenantNotFoundError,
 )
 from alkdev_storage.migrations import Migration, Schema, migrate
@@ -312,13 +315,15 @@ def test_leased_handles_survive_eviction_pressure(tdir: Path) -> None:
         assert t0.closed and t1.closed
 
 
-def test_every_handle_leased_is_a_clear_error(tdir: Path) -> None:
+def test_every_handle_leased_waits_then_is_a_clear_error(tdir: Path) -> None:
     seed_files(tdir, ["a", "b", "c"])
-    with TenantRegistry(tdir, SCHEMA, max_open=2) as reg:
+    with TenantRegistry(tdir, SCHEMA, max_open=2, lease_timeout_s=0.2) as reg:
         with reg.lease("a"), reg.lease("b") as b:
-            with pytest.raises(StorageError, match="all 2 open tenant handles are leased"):
+            started = time.monotonic()
+            with pytest.raises(TenantHandlesBusyError, match="all 2 open tenant handles stayed"):
                 reg.get("c")
-            with pytest.raises(StorageError, match="leased"), reg.lease("c"):
+            assert time.monotonic() - started >= 0.2  # it waited before refusing
+            with pytest.raises(TimeoutError, match="leased"), reg.lease("c"):
                 pass
             with pytest.raises(StorageError, match="leased"):
                 reg.create("d")
@@ -326,6 +331,82 @@ def test_every_handle_leased_is_a_clear_error(tdir: Path) -> None:
             assert reg.open_count == 2
             assert not (reg.directory / "tenant-d.db").exists()
         assert not reg.get("c").closed
+
+
+def test_a_waiter_gets_the_slot_a_lease_gives_back(tdir: Path) -> None:
+    seed_files(tdir, ["a", "b"])
+    with TenantRegistry(tdir, SCHEMA, max_open=1, lease_timeout_s=30) as reg:
+        held = reg.lease("a")
+        got: list[alk.Database] = []
+        waiter = threading.Thread(target=lambda: got.append(reg.get("b")))
+        waiter.start()
+        time.sleep(0.2)
+        assert not got and waiter.is_alive()  # waiting, not refused
+        held.close()
+        waiter.join(10)
+        assert got and not got[0].closed and held.db.closed
+        assert reg.open_count == 1
+
+
+def test_a_dropped_lease_ends_at_once(tdir: Path) -> None:
+    seed_files(tdir, ["a", "b", "c"])
+    with TenantRegistry(tdir, SCHEMA, max_open=2, lease_timeout_s=0) as reg:
+        gc.disable()
+        try:
+            for _ in range(3):
+                for org in ("a", "b", "c"):
+                    db = reg.lease(org).db  # the Lease itself is dropped here
+                    assert db.query("SELECT count(*) FROM notes") == [(0,)]
+        finally:
+            gc.enable()
+        assert reg.open_count == 2
+
+
+def test_a_lease_dropped_by_the_collector_inside_the_registry_never_deadlocks(
+    tdir: Path,
+) -> None:
+    """Leases in reference cycles end when the cyclic collector runs, which
+    may be inside the registry's own code on a thread holding its lock."""
+    orgs = [f"o{i}" for i in range(6)]
+    seed_files(tdir, orgs)
+    reg = TenantRegistry(tdir, SCHEMA, max_open=3, lease_timeout_s=30)
+    errors: list[BaseException] = []
+    peak = 0
+
+    class Holder:
+        def __init__(self, lease: tenants_module.Lease) -> None:
+            self.lease = lease
+            self.me = self  # a cycle: only the collector frees it
+
+    def work(seed: int) -> None:
+        nonlocal peak
+        rng = random.Random(seed)
+        try:
+            for _ in range(400):
+                Holder(reg.lease(rng.choice(orgs)))
+                peak = max(peak, reg.open_count)
+                if rng.random() < 0.05:
+                    gc.collect()
+        except BaseException as exc:
+            errors.append(exc)
+
+    old = gc.get_threshold()
+    gc.set_threshold(5, 1, 1)  # collect often, inside every kind of call
+    try:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in threads), "a thread is stuck"
+    finally:
+        gc.set_threshold(*old)
+    assert not errors, errors
+    gc.collect()
+    assert peak <= 3
+    with reg._cond:  # taking the lock ends the leases queued by finalizers
+        assert all(h.leases == 0 for h in reg._open.values())
+    reg.close()
 
 
 @pytest.mark.timeout(300)

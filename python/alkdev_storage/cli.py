@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import alkdev_storage as alk
+from alkdev_storage import _documents as documents
 from alkdev_storage._progress import ProgressBar
 from alkdev_storage.identity import Organization
 
@@ -403,21 +404,10 @@ def _find_org(store: alk.Storage, slug_or_id: str) -> Organization:
 
 
 def _read_document(path: str) -> Any:
-    """A JSON (or, by suffix or content, YAML) document from a file (``-``: stdin)."""
+    """A JSON (or, for a ``.yaml``/``.yml`` file, YAML) document from a file
+    (``-``: stdin)."""
     text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        if path.endswith((".yaml", ".yml")):
-            try:
-                import yaml  # type: ignore[import-untyped]
-            except ImportError:
-                raise ValueError(f"{path}: install PyYAML to read YAML") from None
-            try:
-                return yaml.safe_load(text)
-            except yaml.YAMLError as yaml_error:
-                raise ValueError(f"{path}: not valid YAML: {yaml_error}".splitlines()[0]) from None
-        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+    return documents.load(text, source=path, yaml=path.endswith((".yaml", ".yml")))
 
 
 def orgs_create(root: Path, name: str, slug: str, owner_email: str, *, out: Out = print) -> None:

@@ -45,6 +45,9 @@ The tree::
     ├── InUseError (also ValueError)
     ├── InvalidTenantIdError (also ValueError)
     ├── InvalidPublicKeyError (also ValueError)
+    ├── DocumentError (also ValueError)
+    ├── MissingExtraError (also ImportError)
+    ├── TenantHandlesBusyError (also TimeoutError)
     ├── SchemaVersionError, MigrationError
     ├── AuthenticationError
     │   ├── UnknownKeyError, KeyDisabledError, KeyExpiredError,
@@ -77,6 +80,7 @@ __all__ = [
     "DatabaseClosedError",
     "DatabaseError",
     "DiskIOError",
+    "DocumentError",
     "EdgeDirectionError",
     "EndpointTypeError",
     "Error",
@@ -98,6 +102,7 @@ __all__ = [
     "MembershipNotFoundError",
     "MigrationError",
     "MissingEndpointError",
+    "MissingExtraError",
     "MultiEdgeError",
     "NestedTransactionError",
     "NotADatabaseError",
@@ -121,6 +126,7 @@ __all__ = [
     "StatusTransitionError",
     "StorageError",
     "SystemTypeProtectedError",
+    "TenantHandlesBusyError",
     "TenantNotFoundError",
     "TransactionClosedError",
     "TypeVersionError",
@@ -322,6 +328,32 @@ class InvalidTenantIdError(StorageError, ValueError):
 class InvalidPublicKeyError(StorageError, ValueError):
     """Not an OpenSSH public key we accept (``ssh-ed25519``, ``ssh-rsa``,
     ``ecdsa-sha2-nistp256/384/521``), or its key data is malformed."""
+
+
+class DocumentError(StorageError, ValueError):
+    """A JSON or YAML document (a graph-type spec, a file given to the CLI)
+    could not be parsed. ``source`` names where it came from; ``line`` and
+    ``column`` (1-based, None when unknown) point at the problem."""
+
+    def __init__(
+        self, message: str, *, source: str, line: int | None = None, column: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.source = source
+        self.line = line
+        self.column = column
+
+
+class MissingExtraError(StorageError, ImportError):
+    """A feature needs a package that is not installed. The message names
+    the extra that brings it: ``pip install 'alkdev-storage[EXTRA]'``."""
+
+
+class TenantHandlesBusyError(StorageError, TimeoutError):
+    """Every open tenant handle stayed leased for the whole wait
+    (``lease_timeout_s``), so no other tenant file could be opened within
+    ``max_open``. End leases sooner (``with store.tenant(id) as t:``), or
+    raise ``max_open_tenants`` or the wait."""
 
 
 class SchemaVersionError(StorageError):

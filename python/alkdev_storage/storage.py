@@ -77,12 +77,19 @@ class Storage(Closing):
         *,
         max_open_tenants: int = 64,
         idle_close_s: float | None = 300.0,
+        tenant_lease_timeout_s: float = 30.0,
         create: bool = True,
     ) -> Storage:
         """Open (with `create`, first creating) the storage root: migrates
         ``system.db`` in one transaction and archives tenant files left
         without an organization (a crash between creating a tenant file and
-        committing its organization)."""
+        committing its organization).
+
+        At most `max_open_tenants` tenant files are open at once; a handle
+        unused for `idle_close_s` is closed. When every open one is in use
+        (leased by a `Tenant`), opening another waits up to
+        `tenant_lease_timeout_s` for one to be given back, then raises
+        `TenantHandlesBusyError` (see `TenantRegistry`)."""
         path = Path(root)
         if create:
             (path / TENANTS_DIR).mkdir(parents=True, exist_ok=True)
@@ -96,6 +103,7 @@ class Storage(Closing):
                 TENANT_SCHEMA,
                 max_open=max_open_tenants,
                 idle_close_s=idle_close_s,
+                lease_timeout_s=tenant_lease_timeout_s,
             )
         except BaseException:
             system.close()
@@ -122,8 +130,8 @@ class Storage(Closing):
 
     def tenant(self, org_id: str) -> Tenant:
         """The organization's tenant file with the platform's rights (no
-        scope checks); `TenantNotFoundError` if it has none. Close it (or use
-        ``with``) when done: it holds a lease on the file."""
+        scope checks); `TenantNotFoundError` if it has none. It holds a
+        lease on the file until it is closed (``with``) or dropped."""
         self.tenants.path_for(org_id)
         if not self.tenants.exists(org_id):
             raise TenantNotFoundError(f"organization {org_id!r} has no tenant file")

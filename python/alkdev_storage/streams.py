@@ -19,7 +19,8 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
 from alkdev_storage import _checks as check
 from alkdev_storage._closing import Closing
@@ -114,13 +115,44 @@ class Stream:
 class Subscription(Closing):
     """Events of one or several topics in offset order: replay, then live.
 
-    Iterate with ``for`` (blocking) or ``async for``. With a `consumer`, the
-    start is its saved offset per topic (unless `from_offset` is given) and
-    progress is saved as you go: the offset of an event is saved once you
-    ask for a later one (batched by `save_every_n` / `save_every_s`) and on
-    `close()`, so a crash redelivers at most the unsaved tail
-    (at-least-once). Without a consumer, reading starts at `from_offset`
-    (default 0: the whole retained stream).
+    Iterate with ``for`` (blocking) or ``async for``, or call `next`,
+    `anext` or `poll`. With a `consumer`, the start is its saved offset per
+    topic (unless `from_offset` is given) and progress is saved as you go.
+    Without a consumer, reading starts at `from_offset` (default 0: the
+    whole retained stream) and nothing is saved.
+
+    Delivery is at-least-once. An event handed out is *in hand* until it is
+    *done*, and only done events are ever saved. It is done when
+
+    - the caller asks for more (`next`, `anext`, `poll`, the next step of a
+      ``for``/``async for``): the previous handler finished;
+    - the caller calls `ack` (saved at once; `ack(tx=tx)` saves it inside
+      the caller's own transaction, with the handler's writes);
+    - the ``with`` block exits normally.
+
+    A ``with`` block left by an exception (a handler raising, Ctrl-C, a
+    cancelled task), a plain `close()`, or a subscription dropped without
+    closing never marks the event in hand as done: the consumer gets it
+    again. Done events are saved in batches (`save_every_n` events or
+    `save_every_s` seconds) and on `close()`, so a crash redelivers at most
+    the unsaved tail, in offset order, and never skips one. See
+    docs/events.md.
+
+    >>> import alkdev_storage as alk, tempfile, os
+    >>> db = alk.connect(os.path.join(tempfile.mkdtemp(), "app.db"))
+    >>> _ = db.stream("mail").publish_many(["a", "b"])
+    >>> with db.subscribe("mail", consumer="mailer") as events:
+    ...     first = events.next(timeout=1)
+    ...     raise RuntimeError("the mail server is down")
+    Traceback (most recent call last):
+    RuntimeError: the mail server is down
+    >>> with db.subscribe("mail", consumer="mailer") as events:
+    ...     events.next(timeout=1).payload  # delivered again
+    'a'
+    >>> with db.subscribe("mail", consumer="mailer") as events:
+    ...     events.next(timeout=1).payload
+    'b'
+    >>> db.close()
     """
 
     def __init__(
@@ -154,6 +186,8 @@ class Subscription(Closing):
                 self._cursor[topic] = db._get_offset(self.consumer, topic)
             else:
                 self._cursor[topic] = 0
+        # Per topic: the last offset handed out (_cursor), the last done, the
+        # last saved. _in_hand holds the handed-out offsets not yet done.
         self._done = dict(self._cursor)
         self._saved = dict(self._cursor)
         self._in_hand: dict[str, int] = {}
@@ -170,6 +204,12 @@ class Subscription(Closing):
         """Per topic, the offset of the last event handed out."""
         return dict(self._cursor)
 
+    @property
+    def done_offsets(self) -> dict[str, int]:
+        """Per topic, the offset of the last event done (saved or about to
+        be: see `flush`)."""
+        return dict(self._done)
+
     def _fill(self) -> bool:
         if not self._buffer:
             rows = self._db._read_since(list(self._cursor.items()), self._batch)
@@ -178,7 +218,7 @@ class Subscription(Closing):
         return bool(self._buffer)
 
     def _settle(self) -> None:
-        """The caller asked for more, so what it holds is done."""
+        """The events in hand are done; save if a batch is due."""
         if not self._in_hand:
             return
         self._unsaved += 1
@@ -189,15 +229,35 @@ class Subscription(Closing):
             self.flush()
 
     def _handout(self) -> Event:
-        self._settle()
         event = self._buffer.pop()
         self._cursor[event.topic] = event.offset
         self._in_hand[event.topic] = event.offset
         return event
 
+    def ack(self, tx: object = None) -> None:
+        """Count every event handed out so far as done.
+
+        Without `tx`, the consumer's offsets are saved now. With `tx` (a
+        transaction on this subscription's file), they are saved inside it:
+        they commit with the handler's own writes or roll back with them, so
+        a handler whose effects live in this file sees each event once.
+        Until `tx` commits, the events stay in hand here (a rollback and an
+        exception leave them to be delivered again).
+        """
+        self._check_open()
+        if tx is not None:
+            native = check.native_tx(tx)
+            if self.consumer is not None:
+                pending = {**self._done, **self._in_hand}
+                self._db._save_offsets(self.consumer, list(pending.items()), tx=native)
+            return
+        self._done.update(self._in_hand)
+        self._in_hand = {}
+        self.flush()
+
     def flush(self) -> None:
         """Save the consumer's offsets of the events already done (no-op
-        without a consumer)."""
+        without a consumer). The events in hand are not saved."""
         if self.consumer is None:
             return
         changed = [(t, o) for t, o in self._done.items() if o > self._saved.get(t, 0)]
@@ -209,20 +269,19 @@ class Subscription(Closing):
 
     def poll(self) -> list[Event]:
         """Every event available now (possibly none), without waiting. The
-        events returned count as done at the next call."""
+        events returned stay in hand until the next call (or `ack`)."""
         self._check_open()
         self._settle()
         out: list[Event] = []
         while self._fill():
-            event = self._buffer.pop()
-            self._cursor[event.topic] = event.offset
-            self._in_hand[event.topic] = event.offset
-            out.append(event)
+            out.append(self._handout())
         return out
 
     def next(self, timeout: float | None = None) -> Event | None:
-        """The next event, waiting up to `timeout` seconds (None: forever)."""
+        """The next event, waiting up to `timeout` seconds (None: forever).
+        Asking for it marks the events in hand as done."""
         self._check_open()
+        self._settle()
         if self._fill():
             return self._handout()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -244,6 +303,7 @@ class Subscription(Closing):
     async def anext(self, timeout: float | None = None) -> Event | None:
         """Async form of `next`."""
         self._check_open()
+        self._settle()
         if self._fill():
             return self._handout()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -270,10 +330,42 @@ class Subscription(Closing):
             raise ValueError("subscription is closed")
 
     def close(self) -> None:
-        """Save progress (the last event handed out counts as done) and stop."""
+        """Save the done events' offsets and stop. The events in hand are
+        not done (call `ack` first to count them): they are delivered again
+        to this consumer. Idempotent."""
         if self._closed:
             return
-        self._done.update(self._in_hand)
+        self._closed = True
         self._in_hand = {}
         self.flush()
-        self._closed = True
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._closed:
+            return
+        if exc is None:
+            # The block completed: the handler finished with what it holds.
+            self._done.update(self._in_hand)
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception as flush_error:
+            # The block's own exception is the one to see; this one is why
+            # the done tail will be delivered again.
+            exc.add_note(f"alkdev-storage: the consumer's offsets were not saved: {flush_error!r}")
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)

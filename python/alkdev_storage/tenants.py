@@ -31,9 +31,19 @@ on open, and cached: at most `max_open` at a time (the least recently used
 unleased handle is closed to make room) and none idle for longer than
 `idle_close_s` (checked whenever a handle is asked for; there is no
 background thread). Hold a handle across other registry calls with
-`TenantRegistry.lease`, which pins it; a handle from `TenantRegistry.get`
-is for short use, since the registry may close it to make room for another
-(using it afterwards raises `DatabaseClosedError`).
+`TenantRegistry.lease`, which pins it until the lease is closed or dropped;
+a handle from `TenantRegistry.get` is for short use, since the registry may
+close it to make room for another (using it afterwards raises
+`DatabaseClosedError`).
+
+When every open handle is leased, asking for another tenant file waits
+(up to `lease_timeout_s`, 30 s by default) for a lease to end, then raises
+`TenantHandlesBusyError`: `max_open` is a hard bound on open files. A lease
+dropped without `close()` ends when CPython frees it, which for an object
+outside a reference cycle is at once. Its finalizer never waits for the
+registry's lock (it may run inside the registry's own code on the thread
+that holds it): it queues the lease, and the next holder of the lock, or a
+waiter within 50 ms, ends it.
 
 One process should manage a storage root's tenant files (create, archive,
 purge); other processes may read and write the files themselves.
@@ -46,12 +56,13 @@ import os
 import re
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 
 from alkdev_storage import migrations
 from alkdev_storage._closing import Closing
@@ -62,10 +73,11 @@ from alkdev_storage.errors import (
     DatabaseClosedError,
     InvalidTenantIdError,
     StorageError,
+    TenantHandlesBusyError,
     TenantNotFoundError,
 )
 
-__all__ = ["MAX_ID_LENGTH", "MigrateAllResult", "TenantRegistry"]
+__all__ = ["MAX_ID_LENGTH", "Lease", "MigrateAllResult", "TenantRegistry"]
 
 MAX_ID_LENGTH = 128
 _ID_CHARS = re.compile(r"[A-Za-z0-9_-]+")
@@ -73,6 +85,9 @@ _ID_CHARS = re.compile(r"[A-Za-z0-9_-]+")
 _LIVE_NAME = re.compile(r"tenant-([A-Za-z0-9_-]{1,128})\.db")
 # The files SQLite keeps beside a database, which travel and die with it.
 _SIDECARS = ("-wal", "-shm", "-journal")
+# How long a waiter sleeps before looking again for leases given back by
+# finalizers that could not take the lock (see `TenantRegistry._give_back`).
+_WAIT_SLICE_S = 0.05
 
 
 def _now() -> float:
@@ -93,6 +108,73 @@ class _Handle:
     db: Database
     last_used: float
     leases: int = 0
+
+
+class _Lock(threading.Condition):
+    """The registry's condition. Whoever takes it (entering ``with``, or
+    waking from `wait`) first ends the leases queued by finalizers."""
+
+    def __init__(self, drain: Callable[[], None]) -> None:
+        super().__init__(threading.Lock())
+        # Weak, so that the registry and its lock form no reference cycle.
+        self._drain = weakref.WeakMethod(drain)
+
+    def _drain_queued(self) -> None:
+        drain = self._drain()
+        if drain is not None:
+            drain()
+
+    def __enter__(self) -> bool:
+        entered = super().__enter__()
+        self._drain_queued()
+        return entered
+
+    def wait(self, timeout: float | None = None) -> bool:
+        woken = super().wait(timeout)
+        self._drain_queued()
+        return woken
+
+
+class Lease:
+    """A tenant file's handle pinned open: `TenantRegistry.lease` returns
+    one. ``with registry.lease(org_id) as db:`` ends it when the block ends;
+    `close()` ends it explicitly; an unreferenced lease ends when it is
+    freed. Thread-safe; `close()` is idempotent."""
+
+    __slots__ = ("__weakref__", "_finalizer", "_registry", "db", "org_id")
+
+    def __init__(self, registry: TenantRegistry, org_id: str, db: Database) -> None:
+        self.org_id = org_id
+        self.db = db
+        self._registry = registry
+        # The callback holds the registry and the handle, never the lease,
+        # so the lease can be freed; it must not block (see _give_back).
+        self._finalizer = weakref.finalize(self, registry._give_back, org_id, db)
+
+    @property
+    def active(self) -> bool:
+        """True until the lease ends."""
+        return self._finalizer.alive
+
+    def close(self) -> None:
+        """End the lease: the registry may close the handle from now on."""
+        if self._finalizer.detach() is not None:
+            self._registry._end_lease(self.org_id, self.db)
+
+    def __enter__(self) -> Database:
+        return self.db
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "ended"
+        return f"<Lease {self.org_id} {state}>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +200,8 @@ class TenantRegistry(Closing):
 
     `max_open` bounds the open handles (LRU, leased handles excepted);
     `idle_close_s` closes handles unused for that long (None: never);
+    `lease_timeout_s` is how long a call waits for a lease to end when
+    every open handle is leased;
     `connect` opens a file (``alk.connect`` unless replaced); `on_open` runs
     on every file after it is opened and migrated (the storage host seeds
     system graph types there). Thread-safe.
@@ -131,6 +215,7 @@ class TenantRegistry(Closing):
         *,
         max_open: int = 64,
         idle_close_s: float | None = 300.0,
+        lease_timeout_s: float = 30.0,
         connect: Callable[[Path], Database] = connect,
         on_open: Callable[[Database], None] | None = None,
     ) -> None:
@@ -138,13 +223,19 @@ class TenantRegistry(Closing):
             raise ValueError(f"max_open must be an int of at least 1, got {max_open!r}")
         if idle_close_s is not None and not idle_close_s >= 0:
             raise ValueError(f"idle_close_s must be None or at least 0, got {idle_close_s!r}")
+        if not lease_timeout_s >= 0:
+            raise ValueError(f"lease_timeout_s must be at least 0, got {lease_timeout_s!r}")
         self._directory = Path(directory)
         self._schema = schema
         self._max_open = max_open
         self._idle_close_s = idle_close_s
+        self._lease_timeout_s = lease_timeout_s
         self._connect = connect
         self._on_open = on_open
-        self._cond = threading.Condition(threading.Lock())
+        # Leases ended by finalizers, not yet counted down (deque.append is
+        # atomic, so a finalizer can queue one without the lock).
+        self._given_back: deque[tuple[str, Database]] = deque()
+        self._cond = _Lock(self._drain_locked)
         # Under _cond: the open handles, least recently used first; the org
         # ids with an open/create/archive/discard in progress (others wait
         # for them); and the slots taken by handles being opened or closed.
@@ -210,6 +301,10 @@ class TenantRegistry(Closing):
         return self._idle_close_s
 
     @property
+    def lease_timeout_s(self) -> float:
+        return self._lease_timeout_s
+
+    @property
     def on_open(self) -> Callable[[Database], None] | None:
         """Run on every file after it is opened and migrated; settable."""
         return self._on_open
@@ -261,24 +356,43 @@ class TenantRegistry(Closing):
         """
         return self._acquire(self.validate(org_id), lease=False)
 
-    def lease(self, org_id: str) -> AbstractContextManager[Database]:
-        """``with registry.lease(org_id) as db:`` — the handle, pinned open
-        (never evicted or idle-closed) until the block ends."""
-        return self._lease(self.validate(org_id))
+    def lease(self, org_id: str) -> Lease:
+        """`org_id`'s handle, pinned open (never evicted or idle-closed)
+        until the lease ends: ``with registry.lease(org_id) as db:``, or
+        keep the `Lease` and `close()` it (a dropped lease ends when freed).
+        """
+        org = self.validate(org_id)
+        return Lease(self, org, self._acquire(org, lease=True))
 
-    @contextlib.contextmanager
-    def _lease(self, org: str) -> Iterator[Database]:
-        db = self._acquire(org, lease=True)
-        try:
-            yield db
-        finally:
-            with self._cond:
-                handle = self._open.get(org)
-                if handle is not None and handle.db is db:
-                    handle.leases -= 1
-                    handle.last_used = _now()
-                    self._open.move_to_end(org)
-                    self._cond.notify_all()
+    def _end_lease(self, org: str, db: Database) -> None:
+        with self._cond:
+            self._count_down_locked(org, db)
+            self._cond.notify_all()
+
+    def _give_back(self, org: str, db: Database) -> None:
+        """A lease's finalizer. It may run inside any code of this registry
+        (the cyclic collector runs wherever an allocation triggers it), on a
+        thread that already holds the lock: so it never waits for the lock.
+        It queues the lease; if the lock is free it ends it now, else the
+        lock's next holder does (`_drain_locked`)."""
+        self._given_back.append((org, db))
+        if self._cond.acquire(blocking=False):
+            try:
+                self._drain_locked()
+                self._cond.notify_all()
+            finally:
+                self._cond.release()
+
+    def _drain_locked(self) -> None:
+        while self._given_back:
+            self._count_down_locked(*self._given_back.popleft())
+
+    def _count_down_locked(self, org: str, db: Database) -> None:
+        handle = self._open.get(org)
+        if handle is not None and handle.db is db:
+            handle.leases -= 1
+            handle.last_used = _now()
+            self._open.move_to_end(org)
 
     def close_idle(self) -> int:
         """Close the unleased handles idle for longer than `idle_close_s`;
@@ -353,9 +467,10 @@ class TenantRegistry(Closing):
         `org` busy and take a slot for opening it. With no slot free, the
         least recently used unleased handle is evicted and returned: the
         caller closes it (without the lock) and then opens `org` in its
-        slot. Waits while `org` is busy, or while every handle is leased
-        but others are being opened or closed; raises `StorageError` when
-        every handle is leased."""
+        slot. Waits while `org` is busy, or while every handle is leased;
+        raises `TenantHandlesBusyError` when every handle stays leased for
+        `lease_timeout_s`."""
+        deadline: float | None = None
         while True:
             self._check_open_locked()
             handle = self._open.get(org)
@@ -364,20 +479,25 @@ class TenantRegistry(Closing):
                 self._open.move_to_end(org)
                 return handle, None
             if org in self._busy:
-                self._cond.wait()
+                self._cond.wait(_WAIT_SLICE_S)
                 continue
             victim: Database | None = None
             if len(self._open) + self._reserved >= self._max_open:
                 key = next((k for k, h in self._open.items() if not h.leases), None)
                 if key is None:
-                    if self._reserved:
-                        # A slot in flight will be freed or become evictable.
-                        self._cond.wait()
-                        continue
-                    raise StorageError(
-                        f"cannot open the tenant file of {org!r}: all {self._max_open} "
-                        f"open tenant handles are leased; end a lease or raise max_open"
-                    )
+                    # Every handle is leased (or being opened or closed):
+                    # wait for a lease to end or a slot to come free.
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + self._lease_timeout_s
+                    if now >= deadline:
+                        raise TenantHandlesBusyError(
+                            f"cannot open the tenant file of {org!r}: all {self._max_open} "
+                            f"open tenant handles stayed leased for {self._lease_timeout_s:g} s; "
+                            f"end leases sooner or raise max_open"
+                        )
+                    self._cond.wait(min(_WAIT_SLICE_S, deadline - now))
+                    continue
                 victim = self._open.pop(key).db
             self._reserved += 1
             self._busy.add(org)
@@ -391,7 +511,7 @@ class TenantRegistry(Closing):
             self._check_open_locked()
             if org not in self._busy:
                 break
-            self._cond.wait()
+            self._cond.wait(_WAIT_SLICE_S)
         handle = self._open.get(org)
         if handle is not None:
             if handle.leases:

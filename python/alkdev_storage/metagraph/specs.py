@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from alkdev_storage import _documents as documents
+
 SCOPES = ("system", "tenant", "user")
 GRAPH_KINDS = ("directed", "undirected", "mixed")
 
@@ -170,9 +172,9 @@ class GraphTypeSpec:
     @classmethod
     def from_document(cls, doc: Mapping[str, Any] | str) -> GraphTypeSpec:
         """Build a spec from a mapping, JSON text, or YAML text (YAML needs
-        PyYAML installed)."""
+        the ``yaml`` extra; a malformed text raises `DocumentError`)."""
         if isinstance(doc, str):
-            doc = _parse_text(doc)
+            doc = documents.load(doc, source="graph-type document")
         if not isinstance(doc, Mapping):
             raise TypeError("a graph-type document must be a mapping")
         unknown = set(doc) - {
@@ -206,16 +208,3 @@ class GraphTypeSpec:
                 for k, v in doc.get("edgeTypes", {}).items()
             },
         )
-
-
-def _parse_text(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as json_error:
-        try:
-            import yaml  # type: ignore[import-untyped]
-        except ImportError:
-            raise ValueError(
-                f"not JSON ({json_error}); install PyYAML to register YAML documents"
-            ) from None
-        return yaml.safe_load(text)

@@ -288,11 +288,15 @@ class GraphTypes:
         *,
         system_names: Callable[[], set[str]],
         audit: AuditHook,
+        lease: object = None,
     ) -> None:
         self._db = db
         self._actor = actor
         self._system_names = system_names
         self._audit = audit
+        # Held only to keep the tenant file leased while this object (or a
+        # `Graphs` built on it) is in use; see `Tenant`.
+        self._lease = lease
 
     def _refuse(self, error: ScopeViolationError, operation: str, name: str) -> None:
         self._audit(

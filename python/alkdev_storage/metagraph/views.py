@@ -23,7 +23,7 @@ alkdev_storage.errors.NotTenantAdminError: only the organization's owners and ad
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +35,7 @@ from alkdev_storage._native import Transaction
 from alkdev_storage.errors import NotAMemberError
 from alkdev_storage.identity import Account, audit
 from alkdev_storage.metagraph.types import SYSTEM, Actor, GraphTypes
+from alkdev_storage.tenants import Lease
 
 if TYPE_CHECKING:
     from alkdev_storage.metagraph.graphs import Graphs
@@ -45,7 +46,13 @@ class Tenant(Closing):
     """An organization's tenant file, as one actor sees it.
 
     It holds a lease on the file (so the registry never closes it under
-    you) until `close()`; use it in a ``with`` block.
+    you) until `close()`; use it in a ``with`` block. A tenant dropped
+    without `close()` gives its lease back as soon as nothing uses it any
+    more: the lease is shared with its `graph_types`, its `graphs` and the
+    `Graph` objects read through them (a `Graph` kept for later keeps the
+    file open), and none of them refers back to the tenant, so
+    ``store.tenant(org_id).graphs.list()`` leases the file only while its
+    result is in use.
     """
 
     def __init__(self, store: Storage, org_id: str, actor: Actor = SYSTEM) -> None:
@@ -53,24 +60,31 @@ class Tenant(Closing):
         self.org_id = org_id
         self.actor = actor
         self.path: Path = store.tenants.path_for(org_id)
-        self._leases = contextlib.ExitStack()
-        self._db: Database = self._leases.enter_context(store.tenants.lease(org_id))
-        # A Tenant dropped without close() gives its lease back when collected.
-        self._finalizer = weakref.finalize(self, self._leases.close)
-        store._ensure_seeded(self._db)
+        self._lease = store.tenants.lease(org_id)
+        try:
+            store._ensure_seeded(self._lease.db)
+        except BaseException:
+            self._lease.close()
+            raise
         self.graph_types = GraphTypes(
-            self._db,
+            self._lease.db,
             actor,
             system_names=store._system_type_names,
-            audit=self._audit,
+            audit=functools.partial(_audit_refusal, store.system, actor, org_id),
+            lease=self._lease,
         )
 
     @property
     def db(self) -> Database:
-        """The tenant file's database (leased while this object is open)."""
-        return self._db
+        """The tenant file's database, leased while this tenant is open.
+        Keep the tenant while you use it (``with store.tenant(org_id) as t:
+        t.db.query(...)``): the database alone, as in
+        ``store.tenant(org_id).db.query(...)``, holds no lease, so under load
+        the registry may close it to make room (as with
+        `TenantRegistry.get`)."""
+        return self._lease.db
 
-    def lease(self) -> contextlib.AbstractContextManager[Database]:
+    def lease(self) -> Lease:
         """Another lease on the file, for code that outlives this object."""
         return self._store.tenants.lease(self.org_id)
 
@@ -78,30 +92,48 @@ class Tenant(Closing):
     def graphs(self) -> Graphs:
         from alkdev_storage.metagraph.graphs import Graphs
 
-        return Graphs(self._db, self.graph_types, self.actor, org_id=self.org_id)
+        return Graphs(self._lease.db, self.graph_types, self.actor, org_id=self.org_id)
 
     def transaction(self) -> Transaction:
         """A write transaction on the tenant file: graph writes, enqueue and
-        publish given ``tx=`` commit or roll back together."""
-        return self._db.transaction()
-
-    def _audit(self, action: str, message: str, details: Mapping[str, Any]) -> None:
-        with self._store.system.transaction() as tx:
-            audit(
-                tx,
-                action,
-                owner_id=self.actor.account_id,
-                org_id=self.org_id,
-                details={**details, "message": message},
-            )
+        publish given ``tx=`` commit or roll back together. It keeps the
+        file leased until it is freed, so ``with store.tenant(org_id)
+        .transaction() as tx:`` is safe even though the tenant is dropped."""
+        tx = self._lease.db.transaction()
+        weakref.finalize(tx, _nothing, self._lease)  # holds the lease as long as `tx`
+        return tx
 
     def close(self) -> None:
-        """Give the lease on the file back. Idempotent."""
-        self._finalizer()
+        """Give the lease on the file back (objects still using it keep
+        working until the registry closes the file). Idempotent."""
+        self._lease.close()
 
     def __repr__(self) -> str:
         who = "platform" if self.actor.privileged else self.actor.account_id
         return f"<Tenant {self.org_id} as {who}>"
+
+
+def _nothing(*_: object) -> None:
+    """A finalizer whose arguments are what it keeps alive."""
+
+
+def _audit_refusal(
+    system: Database,
+    actor: Actor,
+    org_id: str,
+    action: str,
+    message: str,
+    details: Mapping[str, Any],
+) -> None:
+    """A tenant's audit hook: the refusal, in ``system.db``'s audit log."""
+    with system.transaction() as tx:
+        audit(
+            tx,
+            action,
+            owner_id=actor.account_id,
+            org_id=org_id,
+            details={**details, "message": message},
+        )
 
 
 class AccountView:
