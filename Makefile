@@ -1,5 +1,5 @@
 # One entry point for the checks CI runs.
-.PHONY: lint test bench
+.PHONY: lint test bench wheel
 
 lint:
 	cargo fmt --check
@@ -15,3 +15,9 @@ test:
 bench:
 	pytest benches --benchmark-only --benchmark-json=.benchmarks/latest.json
 	python benches/report.py .benchmarks/latest.json
+
+# A manylinux_2_28 abi3 wheel (one for every CPython >= 3.11) in dist/:
+# zig (the `wheel` extra's ziglang) links against glibc 2.28's symbols, so the
+# wheel runs on any Linux with glibc 2.28 or newer; maturin checks the tags.
+wheel:
+	maturin build --release --zig --compatibility manylinux_2_28 --out dist

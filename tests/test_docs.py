@@ -14,6 +14,7 @@ import pytest
 MODULES = [
     "alkdev_storage",
     "alkdev_storage._database",
+    "alkdev_storage._documents",
     "alkdev_storage._wake",
     "alkdev_storage.honker",
     "alkdev_storage.identity",
@@ -25,6 +26,8 @@ MODULES = [
     "alkdev_storage.ssh",
     "alkdev_storage.storage",
     "alkdev_storage.streams",
+    "alkdev_storage.tenants",
+    "alkdev_storage.metagraph.views",
 ]
 
 README = Path(__file__).resolve().parent.parent / "README.md"

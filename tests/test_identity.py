@@ -259,6 +259,40 @@ def test_verify_accepts_a_good_key_and_refuses_each_bad_one_distinctly(
     )
 
 
+def test_verify_publishes_api_keys_used_when_last_used_at_changes(
+    store: alk.Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SPEC §6: every change of a key row has its event, the bookkeeping of
+    `last_used_at` included; it is kept in whole seconds, so a burst of
+    verifications within one second writes (and publishes) once."""
+    ada = store.accounts.create(email="ada@x.io")
+    key = store.api_keys.create(owner_id=ada.id, scopes=["read"])
+    clock = [1_900_000_000]
+    monkeypatch.setattr(identity, "_now", lambda: clock[0])
+    before = len(_topics(store))
+    for _ in range(5):
+        store.api_keys.verify(key.plaintext or "")
+    used = _events(store)[before:]
+    assert [t for t, _ in used] == ["api_keys:used"]
+    payload = used[0][1]
+    assert payload["action"] == "used" and payload["entity_id"] == key.id
+    assert payload["actor"] == ada.id and payload["data"]["last_used_at"] == clock[0]
+    assert "key_hash" not in payload["data"] and (key.plaintext or "") not in json.dumps(payload)
+    clock[0] += 1
+    assert store.api_keys.verify(key.plaintext or "").key.last_used_at == clock[0]
+    assert _topics(store)[before:] == ["api_keys:used", "api_keys:used"]
+    # A refusal changes no key row: audited, no stream event.
+    store.api_keys.revoke(key.id)
+    n = len(_topics(store))
+    with pytest.raises(alk.KeyRevokedError):
+        store.api_keys.verify(key.plaintext or "")
+    assert len(_topics(store)) == n
+    # Every event of the stream matches a key row's state: the last
+    # `api_keys:used` carries the last_used_at that is stored.
+    last = [p for t, p in _events(store) if t == "api_keys:used"][-1]
+    assert last["data"]["last_used_at"] == store.api_keys.get(key.id).last_used_at
+
+
 # ------------------------------------------------------- peer credentials
 
 

@@ -1021,7 +1021,8 @@ class ApiKeys(_Repo):
 
     def verify(self, plaintext: str) -> VerifiedKey:
         """The account and scopes a key stands for, updating its
-        ``last_used_at``. Refusals raise a distinct `AuthenticationError`
+        ``last_used_at`` (with an ``api_keys:used`` event when that changes:
+        at most once a second per key). Refusals raise a distinct `AuthenticationError`
         (unknown, disabled, expired, revoked, rotated) and are audited."""
         if not isinstance(plaintext, str):
             raise TypeError("the key must be a str")
@@ -1063,10 +1064,31 @@ class ApiKeys(_Repo):
                 )
             else:
                 assert key is not None and account is not None
-                tx.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, key.id))
-                key = self._tx_get(
-                    tx, ApiKey, f"{self._SELECT} WHERE id = ?", (key.id,), ApiKeyNotFoundError("")
+                # `last_used_at` is a column like any other: a change publishes
+                # `api_keys:used` (SPEC §6). It is kept in whole seconds, so a
+                # key verified many times a second writes once a second.
+                used = tx.execute(
+                    "UPDATE api_keys SET last_used_at = ? "
+                    "WHERE id = ? AND last_used_at IS NOT ?",
+                    (now, key.id, now),
                 )
+                if used.rowcount:
+                    key = self._tx_get(
+                        tx,
+                        ApiKey,
+                        f"{self._SELECT} WHERE id = ?",
+                        (key.id,),
+                        ApiKeyNotFoundError(""),
+                    )
+                    events.publish(
+                        self._db,
+                        tx,
+                        "api_keys:used",
+                        key.id,
+                        action="used",
+                        actor=key.owner_id,
+                        data=_public(key),
+                    )
         if refusal is not None:
             raise refusal
         assert key is not None and account is not None

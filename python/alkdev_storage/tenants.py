@@ -36,11 +36,12 @@ a handle from `TenantRegistry.get` is for short use, since the registry may
 close it to make room for another (using it afterwards raises
 `DatabaseClosedError`).
 
-When every open handle is leased, asking for another tenant file waits
-(up to `lease_timeout_s`, 30 s by default) for a lease to end, then raises
-`TenantHandlesBusyError`: `max_open` is a hard bound on open files. A lease
-dropped without `close()` ends when CPython frees it, which for an object
-outside a reference cycle is at once. Its finalizer never waits for the
+When every open handle is leased, asking for another tenant file first
+runs the cyclic garbage collector once (leases held only by unreachable
+objects end), then waits up to `lease_timeout_s` (30 s by default) for a
+lease to end, then raises `TenantHandlesBusyError`: `max_open` is a hard
+bound on open files. A lease dropped without `close()` ends when CPython
+frees it, which for an object outside a reference cycle is at once. Its finalizer never waits for the
 registry's lock (it may run inside the registry's own code on the thread
 that holds it): it queues the lease, and the next holder of the lock, or a
 waiter within 50 ms, ends it.
@@ -52,6 +53,7 @@ purge); other processes may read and write the files themselves.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 import threading
@@ -471,6 +473,7 @@ class TenantRegistry(Closing):
         raises `TenantHandlesBusyError` when every handle stays leased for
         `lease_timeout_s`."""
         deadline: float | None = None
+        collected = False
         while True:
             self._check_open_locked()
             handle = self._open.get(org)
@@ -484,6 +487,13 @@ class TenantRegistry(Closing):
             victim: Database | None = None
             if len(self._open) + self._reserved >= self._max_open:
                 key = next((k for k, h in self._open.items() if not h.leases), None)
+                if key is None and not collected and not self._reserved:
+                    # Leases held only by garbage in reference cycles end
+                    # when the collector frees it; nobody allocates while
+                    # every thread waits here, so collect once ourselves.
+                    collected = True
+                    self._collect_garbage_unlocked()
+                    continue
                 if key is None:
                     # Every handle is leased (or being opened or closed):
                     # wait for a lease to end or a slot to come free.
@@ -502,6 +512,16 @@ class TenantRegistry(Closing):
             self._reserved += 1
             self._busy.add(org)
             return None, victim
+
+    def _collect_garbage_unlocked(self) -> None:
+        """With the lock held: run the cyclic collector without it (the
+        finalizers it runs give leases back), then take the lock again."""
+        self._cond.release()
+        try:
+            gc.collect()
+        finally:
+            self._cond.acquire()
+            self._drain_locked()
 
     def _claim_locked(self, org: str) -> _Handle | None:
         """With the lock held: wait until nothing else is under way for
