@@ -36,7 +36,12 @@ struct TxState {
 /// rollback on exception) or call `commit()` / `rollback()` explicitly.
 /// Weak-referenceable, so that Python code can tie the lifetime of what the
 /// transaction needs (a tenant file's lease) to it.
-#[pyclass(frozen, weakref, module = "alkdev_storage._native", name = "Transaction")]
+#[pyclass(
+    frozen,
+    weakref,
+    module = "alkdev_storage._native",
+    name = "Transaction"
+)]
 pub struct Transaction {
     core: Arc<Core>,
     state: Mutex<TxState>,

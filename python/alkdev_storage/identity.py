@@ -1068,8 +1068,7 @@ class ApiKeys(_Repo):
                 # `api_keys:used` (SPEC §6). It is kept in whole seconds, so a
                 # key verified many times a second writes once a second.
                 used = tx.execute(
-                    "UPDATE api_keys SET last_used_at = ? "
-                    "WHERE id = ? AND last_used_at IS NOT ?",
+                    "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND last_used_at IS NOT ?",
                     (now, key.id, now),
                 )
                 if used.rowcount:

@@ -41,10 +41,10 @@ runs the cyclic garbage collector once (leases held only by unreachable
 objects end), then waits up to `lease_timeout_s` (30 s by default) for a
 lease to end, then raises `TenantHandlesBusyError`: `max_open` is a hard
 bound on open files. A lease dropped without `close()` ends when CPython
-frees it, which for an object outside a reference cycle is at once. Its finalizer never waits for the
-registry's lock (it may run inside the registry's own code on the thread
-that holds it): it queues the lease, and the next holder of the lock, or a
-waiter within 50 ms, ends it.
+frees it, which for an object outside a reference cycle is at once. Its
+finalizer never waits for the registry's lock (it may run inside the
+registry's own code on the thread that holds it): it queues the lease, and
+the next holder of the lock, or a waiter within 50 ms, ends it.
 
 One process should manage a storage root's tenant files (create, archive,
 purge); other processes may read and write the files themselves.
