@@ -378,12 +378,16 @@ def test_a_lease_dropped_by_the_collector_inside_the_registry_never_deadlocks(
             self.lease = lease
             self.me = self  # a cycle: only the collector frees it
 
+    class ClosingHolder(Holder):
+        def __del__(self) -> None:  # an explicit close(), run by the collector
+            self.lease.close()
+
     def work(seed: int) -> None:
         nonlocal peak
         rng = random.Random(seed)
         try:
             for _ in range(400):
-                Holder(reg.lease(rng.choice(orgs)))
+                rng.choice([Holder, ClosingHolder])(reg.lease(rng.choice(orgs)))
                 peak = max(peak, reg.open_count)
                 if rng.random() < 0.05:
                     gc.collect()

@@ -159,9 +159,10 @@ class Lease:
         return self._finalizer.alive
 
     def close(self) -> None:
-        """End the lease: the registry may close the handle from now on."""
-        if self._finalizer.detach() is not None:
-            self._registry._end_lease(self.org_id, self.db)
+        """End the lease: the registry may close the handle from now on.
+        Never waits for the registry's lock, so it is safe anywhere, a
+        ``__del__`` included (the same path as a dropped lease)."""
+        self._finalizer()
 
     def __enter__(self) -> Database:
         return self.db
@@ -366,17 +367,13 @@ class TenantRegistry(Closing):
         org = self.validate(org_id)
         return Lease(self, org, self._acquire(org, lease=True))
 
-    def _end_lease(self, org: str, db: Database) -> None:
-        with self._cond:
-            self._count_down_locked(org, db)
-            self._cond.notify_all()
-
     def _give_back(self, org: str, db: Database) -> None:
-        """A lease's finalizer. It may run inside any code of this registry
-        (the cyclic collector runs wherever an allocation triggers it), on a
-        thread that already holds the lock: so it never waits for the lock.
-        It queues the lease; if the lock is free it ends it now, else the
-        lock's next holder does (`_drain_locked`)."""
+        """End a lease (its `close()`, or its finalizer). A finalizer may run
+        inside any code of this registry (the cyclic collector runs wherever
+        an allocation triggers it), on a thread that already holds the lock:
+        so this never waits for the lock. It queues the lease; if the lock
+        is free it ends it now, else the lock's next holder does
+        (`_drain_locked`), or a waiter within `_WAIT_SLICE_S`."""
         self._given_back.append((org, db))
         if self._cond.acquire(blocking=False):
             try:
