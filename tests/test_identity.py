@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -242,7 +242,7 @@ def test_verify_accepts_a_good_key_and_refuses_each_bad_one_distinctly(
     assert store.api_keys.verify(successor.plaintext or "").scopes == ("x",)
     assert successor.name == "old" and store.api_keys.get(rotated.id).rotated_to_id == successor.id
     store.accounts.update(ada.id, status="suspended")
-    with pytest.raises(alk.KeyDisabledError, match="suspended"):
+    with pytest.raises(alk.AccountInactiveError, match="suspended"):
         store.api_keys.verify(good.plaintext or "")
     failures = store.audit.list(action="api_key.verify_failed")
     assert len(failures) == 6
@@ -254,7 +254,7 @@ def test_verify_accepts_a_good_key_and_refuses_each_bad_one_distinctly(
             "KeyExpiredError",
             "KeyRevokedError",
             "KeyRotatedError",
-            "KeyDisabledError",
+            "AccountInactiveError",
         ]
     )
 
@@ -314,6 +314,59 @@ def test_peer_credentials_register_lookup_revoke(store: alk.Storage) -> None:
         store.peer_credentials.lookup("SHA256:nothing")
     actions = [e.action for e in store.audit.list(owner_id=ada.id)]
     assert actions.count("credential.register") == 1 and actions.count("credential.revoke") == 1
+
+
+def test_peer_credentials_verify_refuses_each_bad_one_distinctly_and_audits(
+    store: alk.Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ada = store.accounts.create(email="ada@x.io")
+    cred = store.peer_credentials.register(owner_id=ada.id, public_key=_some_key(), scopes=["ssh"])
+    who = store.peer_credentials.verify(cred.fingerprint)
+    assert (who.account.id, who.credential.id, who.scopes) == (ada.id, cred.id, ("ssh",))
+    writes = len(_topics(store))
+    cases: list[tuple[Callable[[], object], type[Exception]]] = [
+        (lambda: None, alk.UnknownCredentialError),  # an unknown fingerprint, below
+        (lambda: store.peer_credentials.set_enabled(cred.id, False), alk.CredentialDisabledError),
+        (lambda: store.system.execute(  # past its expiry (and enabled again)
+            "UPDATE peer_credentials SET enabled = 1, expires_at = 1 WHERE id = ?", (cred.id,)
+        ), alk.CredentialExpiredError),
+        (lambda: (store.system.execute(
+            "UPDATE peer_credentials SET expires_at = NULL WHERE id = ?", (cred.id,)),
+            store.accounts.update(ada.id, status="suspended")), alk.AccountInactiveError),
+        (lambda: store.peer_credentials.revoke(cred.id), alk.CredentialRevokedError),
+    ]  # fmt: skip
+    for change, error in cases:
+        change()
+        fingerprint = "SHA256:nobody" if error is alk.UnknownCredentialError else cred.fingerprint
+        with pytest.raises(error):
+            store.peer_credentials.verify(fingerprint)
+        assert isinstance(error("x"), alk.AuthenticationError)
+    assert store.peer_credentials.lookup(cred.fingerprint).revoked_at is not None  # a plain read
+    failures = store.audit.list(action="credential.verify_failed")
+    assert sorted(f.details["reason"] for f in failures) == sorted(e.__name__ for _, e in cases)
+    assert all(f.details["count"] == 1 for f in failures)
+    # set_enabled and revoke published their events; refusals published none.
+    topics = _topics(store)[writes:]
+    assert topics.count("peer_credentials:updated") == 1
+    assert topics.count("peer_credentials:revoked") == 1
+
+
+def test_a_flood_of_bad_keys_adds_one_audit_row_a_minute(
+    store: alk.Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1_900_000_000]
+    monkeypatch.setattr(identity, "_now", lambda: clock[0])
+    size_before = _count(store, "audit_logs")
+    for i in range(2_000):
+        with pytest.raises(alk.UnknownKeyError):
+            store.api_keys.verify(f"alk_garbage{i}")
+        if i == 999:
+            clock[0] += identity.AUDIT_FAILURE_WINDOW_S  # the next minute
+    assert _count(store, "audit_logs") - size_before == 2
+    rows = store.audit.list(action="api_key.verify_failed")
+    assert sorted(r.details["count"] for r in rows) == [1000, 1000]
+    assert all(len(r.details["samples"]) == identity.AUDIT_FAILURE_SAMPLES for r in rows)
+    assert all(r.details["reason"] == "UnknownKeyError" for r in rows)
 
 
 def _some_key() -> str:

@@ -49,13 +49,18 @@ The tree::
     ├── MissingExtraError (also ImportError)
     ├── TenantHandlesBusyError (also TimeoutError)
     ├── SchemaVersionError, MigrationError
+    ├── LimitExceededError (also ValueError)
     ├── AuthenticationError
     │   ├── UnknownKeyError, KeyDisabledError, KeyExpiredError,
-    │   └── KeyRevokedError, KeyRotatedError
+    │   ├── KeyRevokedError, KeyRotatedError,
+    │   ├── UnknownCredentialError, CredentialDisabledError,
+    │   ├── CredentialExpiredError, CredentialRevokedError
+    │   └── AccountInactiveError (also PermissionError)
     ├── ScopeViolationError (also PermissionError)
     │   ├── NotAMemberError, NotTenantAdminError, NotTypeOwnerError,
     │   └── SystemTypeProtectedError, ReservedTypeNameError
     ├── InvalidSchemaError (also ValueError)
+    │   └── SchemaTooCostlyError
     ├── TypeVersionError (also ValueError)
     └── GraphRuleError (also ValueError)
         ├── UnknownTypeError, ValidationError, MissingEndpointError,
@@ -66,6 +71,7 @@ The tree::
 from __future__ import annotations
 
 __all__ = [
+    "AccountInactiveError",
     "AccountNotFoundError",
     "AlreadyExistsError",
     "ApiKeyNotFoundError",
@@ -75,7 +81,10 @@ __all__ = [
     "CantOpenError",
     "ConstraintError",
     "CorruptError",
+    "CredentialDisabledError",
+    "CredentialExpiredError",
     "CredentialNotFoundError",
+    "CredentialRevokedError",
     "DataError",
     "DatabaseClosedError",
     "DatabaseError",
@@ -98,6 +107,7 @@ __all__ = [
     "KeyExpiredError",
     "KeyRevokedError",
     "KeyRotatedError",
+    "LimitExceededError",
     "LockedError",
     "MembershipNotFoundError",
     "MigrationError",
@@ -120,6 +130,7 @@ __all__ = [
     "ReadOnlyError",
     "ReservedTypeNameError",
     "SchemaChangedError",
+    "SchemaTooCostlyError",
     "SchemaVersionError",
     "ScopeViolationError",
     "SelfLoopError",
@@ -130,6 +141,7 @@ __all__ = [
     "TenantNotFoundError",
     "TransactionClosedError",
     "TypeVersionError",
+    "UnknownCredentialError",
     "UnknownKeyError",
     "UnknownTypeError",
     "ValidationError",
@@ -392,6 +404,36 @@ class KeyRotatedError(AuthenticationError):
     """The API key was rotated; use the key it was rotated to."""
 
 
+class AccountInactiveError(AuthenticationError, PermissionError):
+    """The account is suspended or deactivated: its API keys and peer
+    credentials are refused, and it may not open or write tenant files
+    (checked on every write of an open handle too). Set its status back to
+    ``active`` to let it in again."""
+
+
+class UnknownCredentialError(AuthenticationError):
+    """No peer credential has that fingerprint."""
+
+
+class CredentialDisabledError(AuthenticationError):
+    """The peer credential exists but is disabled. Enable it, or use another."""
+
+
+class CredentialExpiredError(AuthenticationError):
+    """The peer credential is past its expiry. Register the key again."""
+
+
+class CredentialRevokedError(AuthenticationError):
+    """The peer credential was revoked. Register a new key."""
+
+
+class LimitExceededError(StorageError, ValueError):
+    """An input is over one of the storage host's limits (`alk.Limits`):
+    a document too large or too deeply nested, a key, name or email too
+    long. The message names the limit and its value; nothing was written.
+    Send less, or raise the limit where you open the storage."""
+
+
 class ScopeViolationError(StorageError, PermissionError):
     """The caller may not do this to a graph type (SPEC §5, scope). Nothing
     was changed; the attempt is in the audit log."""
@@ -424,6 +466,14 @@ class ReservedTypeNameError(ScopeViolationError):
 class InvalidSchemaError(StorageError, ValueError):
     """A node or edge type's JSON Schema is not a valid schema. Fix the
     schema; nothing was registered."""
+
+
+class SchemaTooCostlyError(InvalidSchemaError):
+    """A JSON Schema registered by a tenant or user could cost more to
+    validate than the budget allows (`Limits.schema_expansion`): nested
+    ``anyOf``/``oneOf``/``allOf``/``$ref`` that multiply the subschemas checked at
+    one place in a document. Nothing was registered. Simplify the schema
+    (share a definition instead of branching into it repeatedly)."""
 
 
 class TypeVersionError(StorageError, ValueError):

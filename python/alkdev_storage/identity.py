@@ -37,11 +37,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from alkdev_storage import events, ssh
 from alkdev_storage._native import Transaction
 from alkdev_storage.errors import (
+    AccountInactiveError,
     AccountNotFoundError,
     AlreadyExistsError,
     ApiKeyNotFoundError,
     ConstraintError,
+    CredentialDisabledError,
+    CredentialExpiredError,
     CredentialNotFoundError,
+    CredentialRevokedError,
     InUseError,
     KeyDisabledError,
     KeyExpiredError,
@@ -50,6 +54,7 @@ from alkdev_storage.errors import (
     MembershipNotFoundError,
     NotFoundError,
     OrganizationNotFoundError,
+    UnknownCredentialError,
     UnknownKeyError,
 )
 
@@ -231,6 +236,15 @@ class VerifiedKey:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifiedCredential:
+    """What ``peer_credentials.verify`` vouches for."""
+
+    account: Account
+    credential: PeerCredential
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PeerCredential:
     id: str
     owner_id: str
@@ -331,6 +345,64 @@ def audit(
             json.dumps(dict(details or {}), allow_nan=False),
         ),
     )
+    return entry_id
+
+
+#: Failed verifications are audited one row per window of this many seconds
+#: per (action, reason, credential): a flood of garbage keys adds one row a
+#: minute per reason, with a count, not one row per attempt.
+AUDIT_FAILURE_WINDOW_S = 60
+#: Hash prefixes of presented keys kept per aggregated row, as samples.
+AUDIT_FAILURE_SAMPLES = 5
+_AUDIT_NAMESPACE = uuid.UUID("8b9a3c52-3f0e-4c55-9c3e-6f1d2a7b4e10")
+
+
+def audit_failure(
+    tx: Transaction,
+    action: str,
+    *,
+    reason: str,
+    owner_id: str | None,
+    credential_id: str | None,
+    credential_type: str,
+    sample: str,
+    now: int,
+) -> str:
+    """Audit one refused verification inside `tx`, counted into the row of
+    its window (`AUDIT_FAILURE_WINDOW_S`): ``details`` holds the `reason`,
+    the ``count`` of refusals, ``window_start`` and up to
+    `AUDIT_FAILURE_SAMPLES` distinct `sample` strings. The row's id is
+    derived from what it aggregates, so concurrent refusals meet on one row
+    (the writer serialises them). Its id."""
+    window = now - now % AUDIT_FAILURE_WINDOW_S
+    entry_id = str(
+        uuid.uuid5(_AUDIT_NAMESPACE, f"{action}\0{reason}\0{credential_id or ''}\0{window}")
+    )
+    row = tx.query_one("SELECT details FROM audit_logs WHERE id = ?", (entry_id,))
+    if row is None:
+        details = {
+            "reason": reason,
+            "count": 1,
+            "window_start": window,
+            "window_s": AUDIT_FAILURE_WINDOW_S,
+            "samples": [sample],
+        }
+        tx.execute(
+            "INSERT INTO audit_logs (id, action, owner_id, credential_id, credential_type, "
+            "details) VALUES (?, ?, ?, ?, ?, ?)",
+            (entry_id, action, owner_id, credential_id, credential_type, json.dumps(details)),
+        )
+    else:
+        details = json.loads(row[0])
+        details["count"] = int(details.get("count", 1)) + 1
+        samples = list(details.get("samples", []))
+        if sample not in samples and len(samples) < AUDIT_FAILURE_SAMPLES:
+            samples.append(sample)
+        details["samples"] = samples
+        tx.execute(
+            "UPDATE audit_logs SET details = ?, updated_at = unixepoch() WHERE id = ?",
+            (json.dumps(details), entry_id),
+        )
     return entry_id
 
 
@@ -1052,15 +1124,17 @@ class ApiKeys(_Repo):
                 elif key.expires_at is not None and key.expires_at <= now:
                     refusal = KeyExpiredError(f"API key {key.id} expired at {key.expires_at}")
                 elif account.status != "active":
-                    refusal = KeyDisabledError(f"the key's account is {account.status}")
+                    refusal = AccountInactiveError(f"the key's account is {account.status}")
             if refusal is not None:
-                audit(
+                audit_failure(
                     tx,
                     "api_key.verify_failed",
+                    reason=type(refusal).__name__,
                     owner_id=None if key is None else key.owner_id,
                     credential_id=None if key is None else key.id,
                     credential_type="api_key",
-                    details={"reason": type(refusal).__name__, "key_hash_prefix": digest[:8]},
+                    sample=digest[:8],
+                    now=now,
                 )
             else:
                 assert key is not None and account is not None
@@ -1285,6 +1359,54 @@ class PeerCredentials(_Repo):
             CredentialNotFoundError(f"no credential with fingerprint {fingerprint}"),
         )
 
+    def verify(self, fingerprint: str) -> VerifiedCredential:
+        """The account and scopes the credential with this ``SHA256:...``
+        fingerprint stands for (what an SSH server asks once the peer has
+        proved it holds the key). Refusals raise a distinct
+        `AuthenticationError` (`UnknownCredentialError`,
+        `CredentialDisabledError`, `CredentialExpiredError`,
+        `CredentialRevokedError`, and `AccountInactiveError` for a suspended
+        or deactivated owner) and are audited as ``credential.verify_failed``,
+        aggregated per minute (see `audit_failure`). `lookup` stays a plain
+        read."""
+        if not isinstance(fingerprint, str):
+            raise TypeError("the fingerprint must be a str")
+        now = _now()
+        with self._db.transaction() as tx:
+            row = tx.query_one(
+                f"{self._SELECT} WHERE fingerprint = ?", (fingerprint,), as_dict=True
+            )
+            cred = None if row is None else _from_row(PeerCredential, row)
+            account = None if cred is None else _account_in(tx, cred.owner_id)
+            refusal: Exception | None = None
+            if cred is None or account is None:
+                refusal = UnknownCredentialError("no credential with that fingerprint")
+            elif cred.revoked_at is not None:
+                refusal = CredentialRevokedError(f"credential {cred.id} was revoked")
+            elif not cred.enabled:
+                refusal = CredentialDisabledError(f"credential {cred.id} is disabled")
+            elif cred.expires_at is not None and cred.expires_at <= now:
+                refusal = CredentialExpiredError(
+                    f"credential {cred.id} expired at {cred.expires_at}"
+                )
+            elif account.status != "active":
+                refusal = AccountInactiveError(f"the credential's account is {account.status}")
+            if refusal is not None:
+                audit_failure(
+                    tx,
+                    "credential.verify_failed",
+                    reason=type(refusal).__name__,
+                    owner_id=None if cred is None else cred.owner_id,
+                    credential_id=None if cred is None else cred.id,
+                    credential_type="ssh_key" if cred is None else cred.credential_type,
+                    sample=hash_key(fingerprint)[:8],
+                    now=now,
+                )
+        if refusal is not None:
+            raise refusal
+        assert cred is not None and account is not None
+        return VerifiedCredential(account=account, credential=cred, scopes=cred.scopes)
+
     def get(self, credential_id: str) -> PeerCredential:
         return self._get(
             PeerCredential,
@@ -1302,6 +1424,42 @@ class PeerCredentials(_Repo):
 
     def revoke(self, credential_id: str, *, actor_id: str | None = None) -> PeerCredential:
         """Revoke the credential (kept, marked ``revoked_at``)."""
+        return self._change(
+            credential_id,
+            "UPDATE peer_credentials SET revoked_at = COALESCE(revoked_at, unixepoch()), "
+            "updated_at = unixepoch() WHERE id = ?",
+            (),
+            "revoked",
+            actor_id,
+            audited="credential.revoke",
+        )
+
+    def set_enabled(
+        self, credential_id: str, enabled: bool, *, actor_id: str | None = None
+    ) -> PeerCredential:
+        """Disable a credential (reversibly: `verify` raises
+        `CredentialDisabledError`) or enable it again."""
+        if not isinstance(enabled, bool):
+            raise TypeError("enabled must be a bool")
+        return self._change(
+            credential_id,
+            "UPDATE peer_credentials SET enabled = ?, updated_at = unixepoch() WHERE id = ?",
+            (int(enabled),),
+            "updated",
+            actor_id,
+            audited="credential.enable" if enabled else "credential.disable",
+        )
+
+    def _change(
+        self,
+        credential_id: str,
+        sql: str,
+        params: Sequence[Any],
+        action: str,
+        actor_id: str | None,
+        *,
+        audited: str,
+    ) -> PeerCredential:
         with self._db.transaction() as tx:
             before = self._tx_get(
                 tx,
@@ -1310,11 +1468,7 @@ class PeerCredentials(_Repo):
                 (credential_id,),
                 CredentialNotFoundError(f"no credential {credential_id!r}"),
             )
-            tx.execute(
-                "UPDATE peer_credentials SET revoked_at = COALESCE(revoked_at, unixepoch()), "
-                "updated_at = unixepoch() WHERE id = ?",
-                (credential_id,),
-            )
+            tx.execute(sql, (*params, credential_id))
             cred = self._tx_get(
                 tx,
                 PeerCredential,
@@ -1326,15 +1480,15 @@ class PeerCredentials(_Repo):
             events.publish(
                 self._db,
                 tx,
-                "peer_credentials:revoked",
+                f"peer_credentials:{action}",
                 credential_id,
-                action="revoked",
+                action=action,
                 actor=actor,
                 data=_public(cred),
             )
             audit(
                 tx,
-                "credential.revoke",
+                audited,
                 owner_id=actor,
                 credential_id=credential_id,
                 credential_type=cred.credential_type,
