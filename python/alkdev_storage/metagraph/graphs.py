@@ -336,9 +336,11 @@ class Graphs:
     # -- plumbing shared with Graph
 
     @contextmanager
-    def _writing(self, tx: Transaction | None) -> Iterator[Transaction]:
+    def _writing(self, tx: Transaction | None, operation: str) -> Iterator[Transaction]:
         """The caller's transaction (inside a savepoint, so a refused write
-        leaves the rest of it intact) or one of our own."""
+        leaves the rest of it intact) or one of our own, once the actor's
+        current rights allow `operation` (see `GraphTypes.authorize`)."""
+        self.graph_types.authorize(operation)
         if tx is None:
             with self._db.transaction() as own:
                 yield own
@@ -434,7 +436,7 @@ class Graphs:
             self.graph_types.check_can_use(info)
         graph_id = _new_id()
         now = int(time.time())
-        with self._writing(native) as t:
+        with self._writing(native, "create_graph") as t:
             if info is not None:
                 # The type may have gone (or changed owner) since it was read.
                 current = read_type(t, type_id=info.id)
@@ -517,7 +519,7 @@ class Graphs:
         _str("graph_id", graph_id)
         new = _status(status)
         native = check.native_tx(tx)
-        with self._writing(native) as t:
+        with self._writing(native, "set_graph_status") as t:
             row = t.query_one(f"{_GRAPH_SELECT} WHERE g.id = ?", (graph_id,), as_dict=True)
             if row is None:
                 raise NotFoundError(f"no graph {graph_id!r} in organization {self.org_id!r}")
@@ -541,7 +543,7 @@ class Graphs:
         one per node or edge."""
         _str("graph_id", graph_id)
         native = check.native_tx(tx)
-        with self._writing(native) as t:
+        with self._writing(native, "delete_graph") as t:
             row = t.query_one(
                 "SELECT (SELECT count(*) FROM nodes WHERE graph_id = :g), "
                 "(SELECT count(*) FROM edges WHERE graph_id = :g) FROM graphs WHERE id = :g",
@@ -733,7 +735,7 @@ class Graph:
         text, doc = _attributes(what, attributes)
         native = check.native_tx(tx)
         g = self._graphs
-        with g._writing(native) as t:
+        with g._writing(native, "add_node") as t:
             status, info = g._state(t, self.id)
             node_type = self._node_type(info, type_name)
             typed = self._typed(info)
@@ -778,7 +780,7 @@ class Graph:
         text, doc = _attributes(what, attributes)
         native = check.native_tx(tx)
         g = self._graphs
-        with g._writing(native) as t:
+        with g._writing(native, "add_edge") as t:
             status, info = g._state(t, self.id)
             edge_type = self._edge_type(info, type_name)
             typed = self._typed(info)
@@ -851,7 +853,7 @@ class Graph:
         text, doc = _attributes(what, attributes)
         native = check.native_tx(tx)
         g = self._graphs
-        with g._writing(native) as t:
+        with g._writing(native, "update_node") as t:
             status, info = g._state(t, self.id)
             row = t.query_one(
                 "SELECT id, type, created_at FROM nodes WHERE graph_id = ? AND key = ?",
@@ -887,7 +889,7 @@ class Graph:
         text, doc = _attributes(what, attributes)
         native = check.native_tx(tx)
         g = self._graphs
-        with g._writing(native) as t:
+        with g._writing(native, "update_edge") as t:
             status, info = g._state(t, self.id)
             row = t.query_one(
                 f"SELECT {_EDGE_COLUMNS} FROM edges WHERE graph_id = ? AND key = ?",
@@ -926,7 +928,7 @@ class Graph:
         node_key = _str("key", key)
         native = check.native_tx(tx)
         g = self._graphs
-        with g._writing(native) as t:
+        with g._writing(native, "remove_node") as t:
             status, info = g._state(t, self.id)
             row = t.query_one(
                 "SELECT id, type FROM nodes WHERE graph_id = ? AND key = ?", (self.id, node_key)
@@ -972,7 +974,7 @@ class Graph:
         edge_key = _str("key", key)
         native = check.native_tx(tx)
         g = self._graphs
-        with g._writing(native) as t:
+        with g._writing(native, "remove_edge") as t:
             status, info = g._state(t, self.id)
             row = t.query_one(
                 "SELECT id, type, source_node_key, target_node_key, undirected FROM edges "
@@ -1214,7 +1216,7 @@ class Graph:
         nodes, edges = _parse_document(doc)
         native = check.native_tx(tx)
         g = self._graphs
-        with g._writing(native) as t:
+        with g._writing(native, "import_graph") as t:
             status, info = g._state(t, self.id)
             typed = self._typed(info)
             now = int(time.time())

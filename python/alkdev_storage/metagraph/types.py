@@ -289,14 +289,25 @@ class GraphTypes:
         system_names: Callable[[], set[str]],
         audit: AuditHook,
         lease: object = None,
+        rights: Callable[[str], Actor] | None = None,
     ) -> None:
         self._db = db
         self._actor = actor
         self._system_names = system_names
         self._audit = audit
+        # The actor's rights as of now, given the operation about to run
+        # (raises, audited, when they are gone); None: `actor`, fixed.
+        self._rights = rights
         # Held only to keep the tenant file leased while this object (or a
         # `Graphs` built on it) is in use; see `Tenant`.
         self._lease = lease
+
+    def authorize(self, operation: str) -> Actor:
+        """The actor, with its rights as of now, about to run `operation`:
+        every write asks first, so a membership or account status change in
+        ``system.db`` reaches handles opened before it. Raises (audited)
+        when the account may no longer write here."""
+        return self._actor if self._rights is None else self._rights(operation)
 
     def _refuse(self, error: ScopeViolationError, operation: str, name: str) -> None:
         self._audit(
@@ -309,7 +320,7 @@ class GraphTypes:
     def _check_alter(
         self, existing: GraphTypeInfo | None, spec_scope: str, name: str, op: str
     ) -> None:
-        actor = self._actor
+        actor = self.authorize(f"{op}_graph_type")
         if spec_scope == "system" or (
             op == "delete" and existing is not None and existing.scope == "system"
         ):
@@ -405,7 +416,7 @@ class GraphTypes:
 
     def check_can_use(self, info: GraphTypeInfo) -> None:
         """Creating a graph of a user type is its owner's alone."""
-        actor = self._actor
+        actor = self.authorize("create_graph")
         if info.scope == "user" and not actor.privileged and info.owner_id != actor.account_id:
             self._refuse(
                 NotTypeOwnerError(

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage._closing import Closing
 from alkdev_storage._database import Database
 from alkdev_storage._native import Transaction
-from alkdev_storage.errors import NotAMemberError
+from alkdev_storage.errors import AccountInactiveError, NotAMemberError
 from alkdev_storage.identity import Account, audit
 from alkdev_storage.metagraph.types import SYSTEM, Actor, GraphTypes
 from alkdev_storage.tenants import Lease
@@ -55,7 +55,14 @@ class Tenant(Closing):
     result is in use.
     """
 
-    def __init__(self, store: Storage, org_id: str, actor: Actor = SYSTEM) -> None:
+    def __init__(
+        self,
+        store: Storage,
+        org_id: str,
+        actor: Actor = SYSTEM,
+        *,
+        rights: Callable[[str], Actor] | None = None,
+    ) -> None:
         self._store = store
         self.org_id = org_id
         self.actor = actor
@@ -72,6 +79,7 @@ class Tenant(Closing):
             system_names=store._system_type_names,
             audit=functools.partial(_audit_refusal, store.system, actor, org_id),
             lease=self._lease,
+            rights=rights,
         )
 
     @property
@@ -136,6 +144,87 @@ def _audit_refusal(
         )
 
 
+class Rights:
+    """An account's rights in one organization, kept current.
+
+    Every write through a tenant handle asks `__call__` first. It compares
+    ``system.db``'s identity change counter (the last stream offset:
+    every change of an account, organization or membership publishes an
+    event there) with the one its rights were read at, and reads the
+    account's status and membership again only when it moved: one
+    ``sqlite_sequence`` lookup per write otherwise. A member removed, an
+    account suspended or deactivated, or a level lowered is refused from
+    the next write on, with the refusal audited like any scope violation.
+    """
+
+    __slots__ = ("_account_id", "_actor", "_generation", "_org_id", "_system")
+
+    def __init__(self, system: Database, account_id: str, org_id: str) -> None:
+        self._system = system
+        self._account_id = account_id
+        self._org_id = org_id
+        self._generation = _UNREAD
+        self._actor = Actor(account_id, None)
+
+    def __call__(self, operation: str) -> Actor:
+        generation = _identity_generation(self._system)
+        if generation != self._generation:
+            self._refresh(operation)
+        return self._actor
+
+    def _refresh(self, operation: str) -> None:
+        """Read the account's status and membership (and the counter they
+        are current at) in one snapshot; refuse, audited, if either is gone."""
+        row = self._system.query_one(
+            "SELECT (SELECT seq FROM sqlite_sequence WHERE name = '_honker_stream'), "
+            "a.status, m.membership_level, "
+            "EXISTS (SELECT 1 FROM organizations WHERE id = ?) "
+            "FROM (SELECT 1) LEFT JOIN accounts a ON a.id = ? "
+            "LEFT JOIN organization_members m ON m.account_id = a.id AND m.org_id = ?",
+            (self._org_id, self._account_id, self._org_id),
+        )
+        assert row is not None
+        seq, status, level, org_exists = row
+        error: Exception | None = None
+        if status is None:
+            error = NotAMemberError(f"account {self._account_id!r} no longer exists")
+        elif status != "active":
+            error = AccountInactiveError(f"account {self._account_id!r} is {status}")
+        elif level is None:
+            error = NotAMemberError(
+                f"account {self._account_id!r} is not a member of {self._org_id!r}"
+            )
+        if error is not None:
+            self._generation = _UNREAD  # ask again next time: it may come back
+            with self._system.transaction() as tx:
+                audit(
+                    tx,
+                    "scope.violation",
+                    owner_id=self._account_id if status is not None else None,
+                    org_id=self._org_id if org_exists else None,
+                    details={
+                        "rule": type(error).__name__,
+                        "operation": operation,
+                        "org_id": self._org_id,
+                        "message": str(error),
+                    },
+                )
+            raise error
+        self._actor = Actor(self._account_id, str(level))
+        self._generation = int(seq or 0)
+
+
+#: `Rights._generation` before the first read (no counter is negative).
+_UNREAD = -1
+
+
+def _identity_generation(system: Database) -> int:
+    """``system.db``'s identity change counter: the last stream offset
+    handed out (0 before the first event)."""
+    row = system.query_one("SELECT seq FROM sqlite_sequence WHERE name = '_honker_stream'")
+    return 0 if row is None else int(row[0])
+
+
 class AccountView:
     """The storage as one account sees it (``store.as_account(id)``)."""
 
@@ -144,27 +233,14 @@ class AccountView:
         self.account = account
 
     def tenant(self, org_id: str) -> Tenant:
-        """The organization's tenant file; `NotAMemberError` (audited) unless
-        the account is a member."""
+        """The organization's tenant file. Refused (and audited) unless the
+        account is an active member: `NotAMemberError`, or
+        `AccountInactiveError` for a suspended or deactivated account. The
+        handle checks again before every write (see `Rights`)."""
         store = self._store
         store.tenants.validate(org_id)
-        row = store.system.query_one(
-            "SELECT membership_level FROM organization_members WHERE org_id = ? AND account_id = ?",
-            (org_id, self.account.id),
-        )
-        if row is None:
-            error = NotAMemberError(f"account {self.account.id!r} is not a member of {org_id!r}")
-            with store.system.transaction() as tx:
-                org = tx.query_one("SELECT 1 FROM organizations WHERE id = ?", (org_id,))
-                audit(
-                    tx,
-                    "scope.violation",
-                    owner_id=self.account.id,
-                    org_id=org_id if org is not None else None,
-                    details={"rule": "NotAMemberError", "org_id": org_id},
-                )
-            raise error
-        return Tenant(store, org_id, Actor(self.account.id, str(row[0])))
+        rights = Rights(store.system, self.account.id, org_id)
+        return Tenant(store, org_id, rights("open"), rights=rights)
 
     def __repr__(self) -> str:
         return f"<AccountView {self.account.email}>"
