@@ -10,6 +10,12 @@
 //! lone surrogates, very deep nesting) goes to `alkdev_storage._checks.dumps`,
 //! which encodes it the same way or raises the error a caller expects.
 //! `tests/native/test_json.py` checks the parity with hypothesis.
+//!
+//! Documents (graph attributes) are encoded the same way under limits, in
+//! the same single pass: nesting deeper than the limit, a key that is not a
+//! `str`, or text longer than the limit is refused (`LimitExceededError`,
+//! `InvalidInputError`) before anything reaches the Python encoder, whose
+//! recursion a deep document would exhaust.
 
 use std::fmt::Write;
 
@@ -17,15 +23,44 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyModule, PyString, PyTuple};
 
-/// Deeper than this, leave it to Python (and its recursion checks).
+use crate::errors::storage_error;
+
+/// Payloads deeper than this are left to Python (and its recursion checks).
 const MAX_DEPTH: usize = 64;
 
 static PY_DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
+/// Why the encoder stopped before the end.
+enum Stop {
+    /// Something only the Python encoder writes (or refuses) right.
+    Python,
+    /// Nested deeper than `Bounds::depth`.
+    TooDeep,
+    /// A dict key that is not a `str`: its type's name.
+    Key(String),
+    /// The text grew past `Bounds::bytes`.
+    TooLarge,
+}
+
+/// What one encoding may do.
+struct Bounds {
+    depth: usize,
+    bytes: usize,
+    /// Refuse (instead of leaving to Python) deep nesting and non-`str` keys.
+    strict: bool,
+}
+
+type Encoded = Result<(), Stop>;
+
 /// JSON text of `obj`, as `alkdev_storage._checks.dumps` makes it.
 pub fn dumps(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     let mut out = String::with_capacity(64);
-    if encode(obj, &mut out, 0) {
+    let bounds = Bounds {
+        depth: MAX_DEPTH,
+        bytes: usize::MAX,
+        strict: false,
+    };
+    if encode(obj, &mut out, 0, &bounds).is_ok() {
         return Ok(out);
     }
     let py = obj.py();
@@ -37,15 +72,24 @@ pub fn dumps(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     fallback.call1(py, (obj,))?.extract(py)
 }
 
-/// Append `obj` to `out`; false if it needs the Python encoder.
-fn encode(obj: &Bound<'_, PyAny>, out: &mut String, depth: usize) -> bool {
-    if depth > MAX_DEPTH {
-        return false;
+/// Append `obj` to `out`, within `bounds`.
+fn encode(obj: &Bound<'_, PyAny>, out: &mut String, depth: usize, bounds: &Bounds) -> Encoded {
+    if depth > bounds.depth {
+        if !bounds.strict {
+            return Err(Stop::Python);
+        }
+        // The limit counts containers; a scalar inside the deepest is fine.
+        if obj.is_instance_of::<PyDict>()
+            || obj.is_instance_of::<PyList>()
+            || obj.is_instance_of::<PyTuple>()
+        {
+            return Err(Stop::TooDeep);
+        }
     }
     if obj.is_none() {
         out.push_str("null");
     } else if let Ok(s) = obj.cast_exact::<PyString>() {
-        return string(s, out);
+        string(s, out)?;
     } else if let Ok(b) = obj.cast_exact::<PyBool>() {
         out.push_str(if b.is_true() { "true" } else { "false" });
     } else if obj.is_exact_instance_of::<PyInt>() {
@@ -55,11 +99,11 @@ fn encode(obj: &Bound<'_, PyAny>, out: &mut String, depth: usize) -> bool {
             }
             Err(_) => match obj.str() {
                 Ok(s) => out.push_str(&s.to_string_lossy()),
-                Err(_) => return false,
+                Err(_) => return Err(Stop::Python),
             },
         }
     } else if let Ok(f) = obj.cast_exact::<PyFloat>() {
-        return float(f.value(), out);
+        float(f.value(), out)?;
     } else if let Ok(d) = obj.cast_exact::<PyDict>() {
         out.push('{');
         for (i, (k, v)) in d.iter().enumerate() {
@@ -67,25 +111,34 @@ fn encode(obj: &Bound<'_, PyAny>, out: &mut String, depth: usize) -> bool {
                 out.push_str(", ");
             }
             let Ok(key) = k.cast_exact::<PyString>() else {
-                return false;
+                if bounds.strict && !k.is_instance_of::<PyString>() {
+                    let name = k
+                        .get_type()
+                        .name()
+                        .map_or_else(|_| "?".into(), |n| n.to_string());
+                    return Err(Stop::Key(name));
+                }
+                return Err(Stop::Python);
             };
-            if !string(key, out) {
-                return false;
-            }
+            string(key, out)?;
             out.push_str(": ");
-            if !encode(&v, out, depth + 1) {
-                return false;
+            encode(&v, out, depth + 1, bounds)?;
+            if out.len() > bounds.bytes {
+                return Err(Stop::TooLarge);
             }
         }
         out.push('}');
     } else if let Ok(l) = obj.cast_exact::<PyList>() {
-        return array(l.iter(), out, depth);
+        array(l.iter(), out, depth, bounds)?;
     } else if let Ok(t) = obj.cast_exact::<PyTuple>() {
-        return array(t.iter(), out, depth);
+        array(t.iter(), out, depth, bounds)?;
     } else {
-        return false;
+        return Err(Stop::Python);
     }
-    true
+    if out.len() > bounds.bytes {
+        return Err(Stop::TooLarge);
+    }
+    Ok(())
 }
 
 /// A JSON array of `items` (a list or a tuple).
@@ -93,26 +146,28 @@ fn array<'py>(
     items: impl Iterator<Item = Bound<'py, PyAny>>,
     out: &mut String,
     depth: usize,
-) -> bool {
+    bounds: &Bounds,
+) -> Encoded {
     out.push('[');
     for (i, item) in items.enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        if !encode(&item, out, depth + 1) {
-            return false;
+        encode(&item, out, depth + 1, bounds)?;
+        if out.len() > bounds.bytes {
+            return Err(Stop::TooLarge);
         }
     }
     out.push(']');
-    true
+    Ok(())
 }
 
 /// A JSON string with `ensure_ascii`: everything outside `' '..='~'` is
 /// escaped, as `\uXXXX` (lowercase, surrogate pairs above U+FFFF) unless it
 /// has a short form.
-fn string(s: &Bound<'_, PyString>, out: &mut String) -> bool {
+fn string(s: &Bound<'_, PyString>, out: &mut String) -> Encoded {
     let Ok(text) = s.to_str() else {
-        return false; // lone surrogates: Python knows how to write them
+        return Err(Stop::Python); // lone surrogates: Python knows how to write them
     };
     out.push('"');
     for c in text.chars() {
@@ -134,15 +189,15 @@ fn string(s: &Bound<'_, PyString>, out: &mut String) -> bool {
         }
     }
     out.push('"');
-    true
+    Ok(())
 }
 
 /// `repr(f)`: the shortest digits that round-trip, fixed notation for
 /// decimal exponents -4..16, otherwise `d.ddde+XX`. NaN and infinities are
 /// not JSON; the Python encoder raises for them.
-fn float(f: f64, out: &mut String) -> bool {
+fn float(f: f64, out: &mut String) -> Encoded {
     if !f.is_finite() {
-        return false;
+        return Err(Stop::Python);
     }
     // `{:e}` gives the fewest digits that round-trip, but when two such
     // strings are equally near (the double is exactly halfway between them)
@@ -197,11 +252,51 @@ fn float(f: f64, out: &mut String) -> bool {
         let sign = if exp < 0 { '-' } else { '+' };
         let _ = write!(out, "e{sign}{:02}", exp.abs());
     }
-    true
+    Ok(())
 }
 
 /// `json.dumps(obj, allow_nan=False)`, encoded natively where possible.
 #[pyfunction]
 pub fn json_dumps(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     dumps(obj)
+}
+
+/// A document (`what`: "attributes", ...) as JSON text, within limits:
+/// nested at most `max_depth` containers deep, keys all `str`, at most
+/// `max_bytes` of text (ASCII: characters are bytes). None when only the
+/// Python encoder can write it (see the module note); the caller then checks
+/// the same limits in Python.
+#[pyfunction]
+pub fn json_document(
+    obj: &Bound<'_, PyAny>,
+    what: &str,
+    max_depth: usize,
+    max_bytes: usize,
+) -> PyResult<Option<String>> {
+    let mut out = String::with_capacity(64);
+    let bounds = Bounds {
+        depth: max_depth,
+        bytes: max_bytes,
+        strict: true,
+    };
+    let py = obj.py();
+    match encode(obj, &mut out, 1, &bounds) {
+        Ok(()) => Ok(Some(out)),
+        Err(Stop::Python) => Ok(None),
+        Err(Stop::TooDeep) => Err(storage_error(
+            py,
+            "LimitExceededError",
+            format!("{what} are nested more than {max_depth} levels deep (Limits.json_depth)"),
+        )),
+        Err(Stop::Key(kind)) => Err(storage_error(
+            py,
+            "InvalidInputError",
+            format!("{what}: every key must be a str, not {kind}"),
+        )),
+        Err(Stop::TooLarge) => Err(storage_error(
+            py,
+            "LimitExceededError",
+            format!("{what} are longer than {max_bytes} bytes as JSON (Limits.document_bytes)"),
+        )),
+    }
 }

@@ -57,6 +57,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sqlite_version, m)?)?;
     m.add_function(wrap_pyfunction!(primitives::cron_next_after, m)?)?;
     m.add_function(wrap_pyfunction!(json::json_dumps, m)?)?;
+    m.add_function(wrap_pyfunction!(json::json_document, m)?)?;
     m.add_function(wrap_pyfunction!(dbapi::_dbapi_hooks, m)?)?;
     m.add_class::<Database>()?;
     m.add_class::<job::Job>()?;

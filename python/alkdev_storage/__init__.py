@@ -53,6 +53,7 @@ from alkdev_storage.errors import (
     InternalError,
     InterruptError,
     InUseError,
+    InvalidInputError,
     InvalidPublicKeyError,
     InvalidSchemaError,
     InvalidTenantIdError,
@@ -101,6 +102,7 @@ from alkdev_storage.errors import (
     Warning,
     WritingStatementError,
 )
+from alkdev_storage.limits import Limits
 from alkdev_storage.metagraph import EdgeTypeSpec, GraphConfig, GraphTypeSpec, NodeTypeSpec
 from alkdev_storage.metagraph.views import AccountView, Tenant
 from alkdev_storage.pubsub import Listener, Lock, LockHeld, Notification
@@ -156,6 +158,7 @@ __all__ = [
     "InterfaceError",
     "InternalError",
     "InterruptError",
+    "InvalidInputError",
     "InvalidPublicKeyError",
     "InvalidSchemaError",
     "InvalidTenantIdError",
@@ -166,6 +169,7 @@ __all__ = [
     "KeyRotatedError",
     "LeadershipLost",
     "LimitExceededError",
+    "Limits",
     "Listener",
     "Lock",
     "LockHeld",

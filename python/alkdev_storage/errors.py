@@ -49,7 +49,8 @@ The tree::
     ├── MissingExtraError (also ImportError)
     ├── TenantHandlesBusyError (also TimeoutError)
     ├── SchemaVersionError, MigrationError
-    ├── LimitExceededError (also ValueError)
+    ├── InvalidInputError (also ValueError)
+    │   └── LimitExceededError
     ├── AuthenticationError
     │   ├── UnknownKeyError, KeyDisabledError, KeyExpiredError,
     │   ├── KeyRevokedError, KeyRotatedError,
@@ -100,6 +101,7 @@ __all__ = [
     "InterfaceError",
     "InternalError",
     "InterruptError",
+    "InvalidInputError",
     "InvalidPublicKeyError",
     "InvalidSchemaError",
     "InvalidTenantIdError",
@@ -356,6 +358,12 @@ class DocumentError(StorageError, ValueError):
         self.column = column
 
 
+class InvalidInputError(StorageError, ValueError):
+    """An argument's value is refused before anything is written: a NUL
+    character in a name, key or email, a document key that is not a str,
+    an empty name. The message names the argument."""
+
+
 class MissingExtraError(StorageError, ImportError):
     """A feature needs a package that is not installed. The message names
     the extra that brings it: ``pip install 'alkdev-storage[EXTRA]'``."""
@@ -427,7 +435,7 @@ class CredentialRevokedError(AuthenticationError):
     """The peer credential was revoked. Register a new key."""
 
 
-class LimitExceededError(StorageError, ValueError):
+class LimitExceededError(InvalidInputError):
     """An input is over one of the storage host's limits (`alk.Limits`):
     a document too large or too deeply nested, a key, name or email too
     long. The message names the limit and its value; nothing was written.

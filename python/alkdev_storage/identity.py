@@ -47,10 +47,12 @@ from alkdev_storage.errors import (
     CredentialNotFoundError,
     CredentialRevokedError,
     InUseError,
+    InvalidInputError,
     KeyDisabledError,
     KeyExpiredError,
     KeyRevokedError,
     KeyRotatedError,
+    LimitExceededError,
     MembershipNotFoundError,
     NotFoundError,
     OrganizationNotFoundError,
@@ -100,13 +102,17 @@ def _choice(name: str, value: str, allowed: Sequence[str]) -> str:
 
 
 def _text(name: str, value: object, *, max_len: int = 200, empty: bool = False) -> str:
+    """A trimmed identity field: a str of at most `max_len` characters with
+    no NUL (C libraries and terminals stop at one)."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
     value = value.strip()
     if not value and not empty:
-        raise ValueError(f"{name} must not be empty")
+        raise InvalidInputError(f"{name} must not be empty")
     if len(value) > max_len:
-        raise ValueError(f"{name} must be at most {max_len} characters")
+        raise LimitExceededError(f"{name} must be at most {max_len} characters")
+    if "\x00" in value:
+        raise InvalidInputError(f"{name} contains a NUL character")
     return value
 
 

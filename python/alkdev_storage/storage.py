@@ -29,6 +29,7 @@ from alkdev_storage.identity import (
     Organizations,
     PeerCredentials,
 )
+from alkdev_storage.limits import DEFAULT_LIMITS, Limits
 from alkdev_storage.metagraph.system import SystemGraphTypes
 from alkdev_storage.metagraph.types import GraphTypeInfo, list_types, mirror_system_types
 from alkdev_storage.metagraph.views import AccountView, Tenant
@@ -58,6 +59,7 @@ class Storage(Closing):
         self.system = system
         self.tenants = tenants
         self.system_migration = system_migration
+        self.limits = DEFAULT_LIMITS
         self.accounts = Accounts(system)
         self.organizations = Organizations(system, tenants)
         self.api_keys = ApiKeys(system)
@@ -78,6 +80,7 @@ class Storage(Closing):
         max_open_tenants: int = 64,
         idle_close_s: float | None = 300.0,
         tenant_lease_timeout_s: float = 30.0,
+        limits: Limits = DEFAULT_LIMITS,
         create: bool = True,
     ) -> Storage:
         """Open (with `create`, first creating) the storage root: migrates
@@ -89,7 +92,8 @@ class Storage(Closing):
         unused for `idle_close_s` is closed. When every open one is in use
         (leased by a `Tenant`), opening another waits up to
         `tenant_lease_timeout_s` for one to be given back, then raises
-        `TenantHandlesBusyError` (see `TenantRegistry`)."""
+        `TenantHandlesBusyError` (see `TenantRegistry`). `limits` bounds
+        every input (see `Limits`)."""
         path = Path(root)
         if create:
             (path / TENANTS_DIR).mkdir(parents=True, exist_ok=True)
@@ -109,6 +113,7 @@ class Storage(Closing):
             system.close()
             raise
         store = cls(path, system, tenants, result)
+        store.limits = limits
         store._archive_orphans()
         return store
 

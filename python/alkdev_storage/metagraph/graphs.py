@@ -54,6 +54,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -63,13 +64,15 @@ from typing import TYPE_CHECKING, Any
 
 from alkdev_storage import _checks as check
 from alkdev_storage import events
-from alkdev_storage._native import SchemaValidator, Transaction, json_dumps
+from alkdev_storage._native import SchemaValidator, Transaction
 from alkdev_storage.errors import (
     AlreadyExistsError,
     ArchivedGraphError,
     ConstraintError,
     EdgeDirectionError,
     EndpointTypeError,
+    Error,
+    InvalidInputError,
     MissingEndpointError,
     MultiEdgeError,
     NotFoundError,
@@ -79,6 +82,7 @@ from alkdev_storage.errors import (
     UnknownTypeError,
     ValidationError,
 )
+from alkdev_storage.limits import DEFAULT_LIMITS, Limits
 from alkdev_storage.metagraph import _validation
 from alkdev_storage.metagraph.specs import GraphConfig
 from alkdev_storage.metagraph.types import (
@@ -219,34 +223,42 @@ def _status(value: object) -> str:
     return value
 
 
-def _encode(value: object) -> str:
-    """Attributes as the JSON text to store. That text is also what gets
-    validated (``validate_json``), so what is checked is exactly what is
-    stored: encoding turns tuples into lists and int keys into strings.
-    The native encoder writes what ``json.dumps`` writes, ten times
-    faster, and refuses NaN and infinities."""
-    if type(value) is not dict:
-        if value is None:
-            return "{}"
-        if not isinstance(value, Mapping):
-            raise TypeError(f"attributes must be a mapping, not {type(value).__name__}")
-        value = dict(value)
+def _encode(value: object, limits: Limits, what: str = "attributes") -> str:
+    """Attributes as the JSON text to store, within `limits`. That text is
+    also what gets validated (``validate_json``), so what is checked is
+    exactly what is stored: encoding turns tuples into lists. The native
+    encoder writes what ``json.dumps`` writes, ten times faster, refuses
+    NaN and infinities, and refuses documents over the limits (too deep,
+    too long, a key that is not a str) in the same pass."""
     try:
-        return json_dumps(value)
+        return limits.document(what, value)
+    except Error:
+        raise
     except (TypeError, ValueError) as exc:
-        message = str(exc).removeprefix("payload is not JSON-serialisable: ")
-        raise type(exc)(f"attributes are not JSON: {message}") from None
+        message = str(exc).removeprefix(f"{what} is not JSON-serialisable: ")
+        raise type(exc)(f"{what} are not JSON: {message}") from None
 
 
-def _attributes(what: str, value: object) -> tuple[str, dict[str, Any]]:
+def _attributes(what: str, value: object, limits: Limits) -> tuple[str, dict[str, Any]]:
     """The text to store and the document it decodes to (what a write
     returns and publishes)."""
     try:
-        text = _encode(value)
+        text = _encode(value, limits)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{what}: {exc}") from None
     decoded: dict[str, Any] = json.loads(text)
     return text, decoded
+
+
+def _key(what: str, value: object, limits: Limits) -> str:
+    """A node or edge key (or an endpoint's): a non-empty str within
+    `Limits.key_length`, with no NUL."""
+    return limits.text(what, value, limits.key_length)
+
+
+def _name(what: str, value: object, limits: Limits) -> str:
+    """A type name or a graph name: within `Limits.name_length`, no NUL."""
+    return limits.text(what, value, limits.name_length)
 
 
 def _check(compiled: SchemaValidator, text: str, what: str) -> None:
@@ -256,14 +268,6 @@ def _check(compiled: SchemaValidator, text: str, what: str) -> None:
     if violations:
         listed = "; ".join(f"{path or '/'}: {message}" for path, message in violations)
         raise ValidationError(f"{what}: attributes do not match the schema: {listed}", violations)
-
-
-def _metadata(value: object) -> str:
-    if value is None:
-        return "{}"
-    if not isinstance(value, Mapping):
-        raise TypeError(f"metadata must be a mapping, not {type(value).__name__}")
-    return check.dumps(dict(value), "metadata")
 
 
 def _new_id() -> str:
@@ -320,8 +324,17 @@ class Graphs:
     change event (see the module docstring).
     """
 
-    def __init__(self, db: Database, graph_types: GraphTypes, actor: Actor, *, org_id: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        graph_types: GraphTypes,
+        actor: Actor,
+        *,
+        org_id: str,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         self._db = db
+        self.limits = limits
         self._path = str(db.path)
         self.graph_types = graph_types
         self.actor = actor
@@ -418,15 +431,16 @@ class Graphs:
         type). ``type=None`` makes an untyped graph, which holds no nodes or
         edges (read-only, like a graph whose type was deleted)."""
         type_name = _optional_str("type", type)
-        graph_name = _str("name", name)
+        graph_name = _name("name", name, self.limits)
         if not graph_name.strip():
             raise ValueError("name must not be blank")
         owner = _optional_str("owner_id", owner_id)
         project = _optional_str("project_id", project_id)
         if not isinstance(description, str):
             raise TypeError(f"description must be a str, not {builtins.type(description).__name__}")
+        self.limits.text("description", description, self.limits.text_length, empty=True)
         state = _status(status)
-        meta = _metadata(metadata)
+        meta = self.limits.document("metadata", metadata)
         native = check.native_tx(tx)
         info: GraphTypeInfo | None = None
         if type_name is not None:
@@ -729,10 +743,10 @@ class Graph:
     ) -> Node:
         """Add a node; `AlreadyExistsError` if the graph has a node `key`.
         Publishes ``nodes:created``."""
-        node_key = _str("key", key)
-        type_name = _str("type", type)
+        node_key = _key("key", key, self._graphs.limits)
+        type_name = _name("type", type, self._graphs.limits)
         what = f"node {node_key!r}"
-        text, doc = _attributes(what, attributes)
+        text, doc = _attributes(what, attributes, self._graphs.limits)
         native = check.native_tx(tx)
         g = self._graphs
         with g._writing(native, "add_node") as t:
@@ -771,13 +785,13 @@ class Graph:
         (None: anonymous, so it cannot be updated or removed on its own).
         `undirected`: None takes the graph's default (``undirected`` graphs:
         always; otherwise directed). Publishes ``edges:created``."""
-        src = _str("source", source)
-        dst = _str("target", target)
-        type_name = _str("type", type)
-        edge_key = _optional_str("key", key)
+        src = _key("source", source, self._graphs.limits)
+        dst = _key("target", target, self._graphs.limits)
+        type_name = _name("type", type, self._graphs.limits)
+        edge_key = None if key is None else _key("key", key, self._graphs.limits)
         requested = _optional_bool("undirected", undirected)
         what = f"edge {edge_key!r}" if edge_key is not None else f"edge {src!r} -> {dst!r}"
-        text, doc = _attributes(what, attributes)
+        text, doc = _attributes(what, attributes, self._graphs.limits)
         native = check.native_tx(tx)
         g = self._graphs
         with g._writing(native, "add_edge") as t:
@@ -850,7 +864,7 @@ class Graph:
         what = f"node {node_key!r}"
         if attributes is None:
             raise TypeError(f"{what}: attributes must be a mapping, not None")
-        text, doc = _attributes(what, attributes)
+        text, doc = _attributes(what, attributes, self._graphs.limits)
         native = check.native_tx(tx)
         g = self._graphs
         with g._writing(native, "update_node") as t:
@@ -886,7 +900,7 @@ class Graph:
         what = f"edge {edge_key!r}"
         if attributes is None:
             raise TypeError(f"{what}: attributes must be a mapping, not None")
-        text, doc = _attributes(what, attributes)
+        text, doc = _attributes(what, attributes, self._graphs.limits)
         native = check.native_tx(tx)
         g = self._graphs
         with g._writing(native, "update_edge") as t:
@@ -1213,7 +1227,7 @@ class Graph:
         whole import (nothing written). The document's ``attributes`` and
         ``options`` describe its source graph and are not applied here.
         Publishes one ``graphs:imported`` event carrying the counts."""
-        nodes, edges = _parse_document(doc)
+        nodes, edges = _parse_document(doc, self._graphs.limits)
         native = check.native_tx(tx)
         g = self._graphs
         with g._writing(native, "import_graph") as t:
@@ -1407,12 +1421,25 @@ def _label(i: int, key: str | None, source: str, target: str) -> str:
     return f"edges[{i}] ({key!r})" if key is not None else f"edges[{i}] ({source!r} -> {target!r})"
 
 
+# The JSON paths SQLite's json_extract accepts: '$' then any number of
+# '.key', '."quoted key"', '[N]', '[#]' or '[#-N]' steps.
+_JSON_PATH = re.compile(r'\$(?:\.(?:"[^"\x00]*"|[^.\[\]"\x00]+)|\[(?:\d+|#(?:-\d+)?)\])*')
+_MAX_PATH = 1024
+
+
 def _where(path: object, value: object) -> tuple[str, builtins.list[Any]]:
     """One JSON-path equality of `Graph.nodes` as SQL and its parameters."""
     if not isinstance(path, str):
         raise TypeError(f"where: a path must be a str, not {type(path).__name__}")
     if not path.startswith("$"):
         raise ValueError(f"where: {path!r} is not a JSON path (they start with '$', e.g. '$.a.b')")
+    if len(path) > _MAX_PATH or _JSON_PATH.fullmatch(path) is None:
+        # Checked here, not left to SQLite: it reports a bad path only when a
+        # row reaches it, so a graph without matching rows would accept it.
+        shown = repr(path if len(path) <= 60 else path[:60] + "...")
+        raise InvalidInputError(
+            f"where: bad JSON path: {shown} (use '$', '.key', '.\"any key\"', '[N]' or '[#-N]')"
+        )
     if value is None:
         return "json_type(attributes, ?) = 'null'", [path]
     if isinstance(value, bool):
@@ -1496,7 +1523,7 @@ def _items(doc: Mapping[str, Any], name: str) -> Sequence[Any]:
 
 
 def _parse_document(
-    doc: object,
+    doc: object, limits: Limits
 ) -> tuple[builtins.list[_DocNode], builtins.list[_DocEdge]]:
     """Check the shape of an import document (argument errors: `TypeError`,
     `ValueError`; a key repeated in the document: `AlreadyExistsError`),
@@ -1512,6 +1539,7 @@ def _parse_document(
             raise TypeError(f"{name} must be a mapping")
     nodes: builtins.list[_DocNode] = []
     seen: set[str] = set()
+    longest_key, longest_name = limits.key_length, limits.name_length
     for i, item in enumerate(_items(doc, "nodes")):
         if type(item) is not dict and not isinstance(item, Mapping):
             raise TypeError(f"nodes[{i}] must be a mapping, not {type(item).__name__}")
@@ -1519,16 +1547,21 @@ def _parse_document(
             extra = ", ".join(sorted(map(str, item.keys() - _NODE_FIELDS)))
             raise ValueError(f"nodes[{i}]: unknown field(s): {extra}")
         key = item.get("key")
-        if type(key) is not str or not key:
-            key = _str(f"nodes[{i}].key", key)
+        if type(key) is not str or not key or len(key) > longest_key or "\x00" in key:
+            key = _key(f"nodes[{i}].key", key, limits)
         if key in seen:
             raise AlreadyExistsError(f"nodes[{i}]: node key {key!r} appears twice")
         seen.add(key)
         type_name = item.get("type")
-        if type(type_name) is not str or not type_name:
-            type_name = _str(f"nodes[{i}].type", type_name)
+        if (
+            type(type_name) is not str
+            or not type_name
+            or len(type_name) > longest_name
+            or "\x00" in type_name
+        ):
+            type_name = _name(f"nodes[{i}].type", type_name, limits)
         try:
-            text = _encode(item.get("attributes"))
+            text = _encode(item.get("attributes"), limits)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"nodes[{i}] ({key!r}): {exc}") from None
         nodes.append((key, type_name, text))
@@ -1542,25 +1575,25 @@ def _parse_document(
             raise ValueError(f"edges[{i}]: unknown field(s): {extra}")
         key = item.get("key")
         if key is not None:
-            if type(key) is not str or not key:
-                key = _str(f"edges[{i}].key", key)
+            if type(key) is not str or not key or len(key) > longest_key or "\x00" in key:
+                key = _key(f"edges[{i}].key", key, limits)
             if key in seen:
                 raise AlreadyExistsError(f"edges[{i}]: edge key {key!r} appears twice")
             seen.add(key)
         type_name = item.get("type")
         src = item.get("source")
         dst = item.get("target")
-        if type(type_name) is not str or not type_name:
-            type_name = _str(f"edges[{i}].type", type_name)
-        if type(src) is not str or not src:
-            src = _str(f"edges[{i}].source", src)
-        if type(dst) is not str or not dst:
-            dst = _str(f"edges[{i}].target", dst)
+        if type(type_name) is not str or not type_name or len(type_name) > longest_name:
+            type_name = _name(f"edges[{i}].type", type_name, limits)
+        if type(src) is not str or not src or len(src) > longest_key:
+            src = _key(f"edges[{i}].source", src, limits)
+        if type(dst) is not str or not dst or len(dst) > longest_key:
+            dst = _key(f"edges[{i}].target", dst, limits)
         undirected = item.get("undirected")
         if undirected is not None and type(undirected) is not bool:
             _optional_bool(f"edges[{i}].undirected", undirected)
         try:
-            text = _encode(item.get("attributes"))
+            text = _encode(item.get("attributes"), limits)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"edges[{i}]: {exc}") from None
         edges.append((key, type_name, src, dst, text, undirected))

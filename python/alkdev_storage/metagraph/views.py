@@ -100,7 +100,13 @@ class Tenant(Closing):
     def graphs(self) -> Graphs:
         from alkdev_storage.metagraph.graphs import Graphs
 
-        return Graphs(self._lease.db, self.graph_types, self.actor, org_id=self.org_id)
+        return Graphs(
+            self._lease.db,
+            self.graph_types,
+            self.actor,
+            org_id=self.org_id,
+            limits=self._store.limits,
+        )
 
     def transaction(self) -> Transaction:
         """A write transaction on the tenant file: graph writes, enqueue and
