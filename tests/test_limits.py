@@ -3,6 +3,8 @@ A refusal is one of our errors and writes nothing."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -169,3 +171,98 @@ def test_a_document_only_python_encodes_is_held_to_the_same_limits() -> None:
 def test_limits_must_be_positive_ints(bad: object) -> None:
     with pytest.raises(alk.InvalidInputError, match="json_depth"):
         alk.Limits(json_depth=bad)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------ schemas a member registers
+
+
+def laughs(depth: int) -> dict[str, Any]:
+    """anyOf of two $refs to the next level, `depth` levels: 2^depth
+    subschemas checked at one place of a document, from 2·depth nodes."""
+    defs: dict[str, Any] = {
+        f"l{i}": {"anyOf": [{"$ref": f"#/$defs/l{i + 1}"}, {"$ref": f"#/$defs/l{i + 1}"}]}
+        for i in range(depth)
+    }
+    defs[f"l{depth}"] = {"type": "string"}
+    return {"$defs": defs, "$ref": "#/$defs/l0"}
+
+
+def user_type(schema: Any, name: str = "laughs") -> GraphTypeSpec:
+    return GraphTypeSpec(name=name, scope="user", node_types={"n": NodeTypeSpec(schema=schema)})
+
+
+@pytest.fixture
+def member(world: tuple[alk.Storage, Any, Any]) -> Iterator[Any]:
+    store, t, _ = world
+    bob = store.accounts.create(email="bob@x.io")
+    store.organizations.add_member(t.org_id, bob.id)
+    with store.as_account(bob.id).tenant(t.org_id) as handle:
+        yield handle
+
+
+def test_a_billion_laughs_schema_is_refused_at_once_while_other_threads_run(member: Any) -> None:
+    ticks = 0
+    stop = threading.Event()
+
+    def count() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            time.sleep(0.001)
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        started, before = time.monotonic(), ticks
+        with pytest.raises(alk.SchemaTooCostlyError, match="more than 10000 subschemas"):
+            member.graph_types.register(user_type(laughs(40)))
+        took = time.monotonic() - started
+        assert took < 1.0
+        assert ticks > before  # the other thread ran meanwhile
+    finally:
+        stop.set()
+        counter.join()
+    assert [t.name for t in member.graph_types.list()] == ["notes"]  # nothing registered
+
+
+def test_schemas_within_the_budget_register_and_validate_fast(member: Any) -> None:
+    member.graph_types.register(user_type(laughs(10)))  # 4,094 subschemas: allowed
+    tree = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "kids": {"type": "array", "items": {"$ref": "#"}},
+        },
+    }
+    member.graph_types.register(user_type(tree, "tree"))  # recursion per document level
+    g = member.graphs.create(name="t", type="tree")
+    doc: dict[str, Any] = {"name": "root", "kids": []}
+    cur = doc
+    for i in range(30):
+        child: dict[str, Any] = {"name": f"k{i}", "kids": []}
+        cur["kids"].append(child)
+        cur = child
+    started = time.monotonic()
+    g.add_node("root", type="n", attributes=doc)
+    with pytest.raises(alk.ValidationError):
+        g.add_node("bad", type="n", attributes={"kids": [{"name": 1}]})
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("schema", "match"),
+    [
+        ({"$ref": "#"}, "endless cycle"),
+        ({"anyOf": [{"type": "string"}, {"$ref": "#"}]}, "endless cycle"),
+        ({"$ref": "https://example.com/s.json"}, "cannot be analysed"),
+        ({"$ref": "#/$defs/missing"}, "points at nothing"),
+        ({"enum": ["x" * 1024] * 300}, "schema_bytes"),
+    ],
+)
+def test_schemas_whose_cost_cannot_be_bounded_are_refused(
+    member: Any, schema: Any, match: str
+) -> None:
+    # SchemaTooCostlyError (an InvalidSchemaError), or LimitExceededError
+    with pytest.raises((alk.InvalidSchemaError, alk.LimitExceededError), match=match):
+        member.graph_types.register(user_type(schema))
+    assert [t.name for t in member.graph_types.list()] == ["notes"]

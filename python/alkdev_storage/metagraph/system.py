@@ -41,7 +41,7 @@ class SystemGraphTypes:
                 f"store.graph_types registers system types; {spec.name!r} has scope "
                 f"{spec.scope!r} (register tenant and user types in a tenant file)"
             )
-        compile_all(spec)
+        compile_all(spec, self._store.limits)
         db = self._store.system
         with db.transaction() as tx:
             existing = read_type(tx, name=spec.name)

@@ -21,6 +21,7 @@ from alkdev_storage import events
 from alkdev_storage._database import Database
 from alkdev_storage._native import Transaction
 from alkdev_storage.errors import (
+    LimitExceededError,
     NotTenantAdminError,
     NotTypeOwnerError,
     ReservedTypeNameError,
@@ -29,6 +30,7 @@ from alkdev_storage.errors import (
     TypeVersionError,
     UnknownTypeError,
 )
+from alkdev_storage.limits import DEFAULT_LIMITS, Limits
 from alkdev_storage.metagraph import _validation
 from alkdev_storage.metagraph.specs import (
     EdgeTypeSpec,
@@ -182,11 +184,22 @@ def list_types(conn: _Reads) -> list[GraphTypeInfo]:
     return [t for t in (read_type(conn, name=n) for n in names) if t is not None]
 
 
-def compile_all(spec: GraphTypeSpec) -> None:
-    """Compile every schema of `spec` (`InvalidSchemaError` names the bad one)."""
+def compile_all(spec: GraphTypeSpec, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Check and compile every schema of `spec` (`InvalidSchemaError` names
+    the bad one): at most `Limits.schema_bytes` of JSON each, and at most
+    `Limits.schema_expansion` subschemas checked at one place of a document
+    (`SchemaTooCostlyError`), so that no schema a member registers can make
+    validating one document take unbounded time."""
     for kind, types in (("node", spec.node_types), ("edge", spec.edge_types)):
         for name, t in types.items():
             try:
+                size = len(json.dumps(t.schema))
+                if size > limits.schema_bytes:
+                    raise LimitExceededError(
+                        f"the schema is {size} bytes of JSON, more than the limit of "
+                        f"{limits.schema_bytes} (Limits.schema_bytes)"
+                    )
+                _validation.expansion(t.schema, limits.schema_expansion)
                 _validation.compile_schema(t.schema)
             except ValueError as exc:
                 raise type(exc)(f"{kind} type {name!r} of {spec.name!r}: {exc}") from None
@@ -290,8 +303,10 @@ class GraphTypes:
         audit: AuditHook,
         lease: object = None,
         rights: Callable[[str], Actor] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._db = db
+        self._limits = limits
         self._actor = actor
         self._system_names = system_names
         self._audit = audit
@@ -364,7 +379,7 @@ class GraphTypes:
             spec = GraphTypeSpec.from_document(spec)
         existing = read_type(self._db, name=spec.name)
         self._check_alter(existing, spec.scope, spec.name, "register")
-        compile_all(spec)
+        compile_all(spec, self._limits)
         with self._db.transaction() as tx:
             existing = read_type(tx, name=spec.name)
             if needs_write(existing, spec):

@@ -80,6 +80,7 @@ class Tenant(Closing):
             audit=functools.partial(_audit_refusal, store.system, actor, org_id),
             lease=self._lease,
             rights=rights,
+            limits=store.limits,
         )
 
     @property
