@@ -317,7 +317,9 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 
 /// A `file:` URI for `path`, opened read-only. Characters that mean
 /// something in a URI are percent-encoded.
-fn read_only_uri(path: &Path) -> String {
+/// The URI of a read-only open of `path`; `immutable` also tells SQLite the
+/// file cannot change (no locks, no `-shm`), for read-only media.
+fn read_only_uri(path: &Path, immutable: bool) -> String {
     let mut uri = String::from("file:");
     for b in path.to_string_lossy().bytes() {
         match b {
@@ -325,8 +327,117 @@ fn read_only_uri(path: &Path) -> String {
             _ => uri.push(b as char),
         }
     }
-    uri.push_str("?mode=ro");
+    uri.push_str(if immutable {
+        "?mode=ro&immutable=1"
+    } else {
+        "?mode=ro"
+    });
     uri
+}
+
+/// The file beside `path` with `suffix` appended (`-wal`, `-shm`).
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// True when `dir` can be written to (`access(2)`: it answers for read-only
+/// mounts as well as for permissions).
+#[cfg(unix)]
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call;
+    // access(2) only reads it.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+#[cfg(not(unix))]
+fn writable(_dir: &Path) -> bool {
+    true
+}
+
+/// An open that failed, told with the path and the most likely reason the
+/// filesystem shows (SQLite itself says only "unable to open database
+/// file"). The SQLite code is kept.
+fn open_failure(path: &Path, readonly: bool, err: Error) -> Error {
+    let Error::Sqlite {
+        code,
+        message,
+        stage,
+    } = err
+    else {
+        return err;
+    };
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let reason = if !dir.is_dir() {
+        format!("its directory {} does not exist", dir.display())
+    } else if path.is_dir() {
+        "it is a directory".to_owned()
+    } else if readonly && !path.exists() {
+        "there is no such file (a read-only open never creates one)".to_owned()
+    } else if !readonly && !writable(dir) {
+        format!(
+            "its directory {} is not writable (a read-only file system, or permissions); \
+             open it with readonly=True to read it",
+            dir.display()
+        )
+    } else if readonly && sidecar(path, "-wal").exists() && !writable(dir) {
+        "its -wal file holds commits that need a -shm file, which cannot be created here: \
+         copy the files somewhere writable, or checkpoint the database before making it \
+         read-only"
+            .to_owned()
+    } else {
+        message
+    };
+    Error::Sqlite {
+        code,
+        message: format!("cannot open {}: {reason}", path.display()),
+        stage,
+    }
+}
+
+/// A read-only connection: with locks and the `-wal` when the directory
+/// allows it; else, on read-only media with no `-wal` to read (so the file
+/// holds every commit), as an immutable file. The URI that worked, for the
+/// readers.
+fn open_read_only(path: &Path) -> Result<(Connection, String)> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+    let wal_mode = |conn: &Connection| -> Result<String> {
+        conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(Error::run)
+    };
+    let uri = read_only_uri(path, false);
+    let first = Connection::open_with_flags(&uri, flags)
+        .map_err(Error::run)
+        .and_then(|conn| wal_mode(&conn).map(|mode| (conn, mode)));
+    let failed = match first {
+        Ok((conn, mode)) => {
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(Error::NotSupported(format!(
+                    "{} is in journal mode {mode:?}; a read-only open needs a WAL database \
+                     (open it read-write once to convert it)",
+                    path.display()
+                )));
+            }
+            return Ok((conn, uri));
+        }
+        Err(e) => e,
+    };
+    let wal = sidecar(path, "-wal");
+    let empty_wal = std::fs::metadata(&wal).map_or(true, |m| m.len() == 0);
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    if !path.is_file() || writable(dir) || !empty_wal {
+        return Err(open_failure(path, true, failed));
+    }
+    let uri = read_only_uri(path, true);
+    let conn = Connection::open_with_flags(&uri, flags)
+        .map_err(|e| open_failure(path, true, Error::run(e)))?;
+    wal_mode(&conn).map_err(|e| open_failure(path, true, e))?;
+    Ok((conn, uri))
 }
 
 fn refuse_memory(path: &str) -> Result<()> {
@@ -345,35 +456,22 @@ fn refuse_memory(path: &str) -> Result<()> {
     Ok(())
 }
 
-/// The writer connection, and the state of its WAL hook (None for a
-/// read-only database, which never commits).
+/// The writer connection, the state of its WAL hook (None for a read-only
+/// database, which never commits) and what the readers open.
 fn open_writer(
     path: &Path,
     readonly: bool,
     settings: &Settings,
-) -> Result<(Connection, Option<Box<WalGuard>>)> {
-    let conn = if readonly {
-        let conn = Connection::open_with_flags(
-            read_only_uri(path),
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
-        )
-        .map_err(Error::run)?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .map_err(Error::run)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::NotSupported(format!(
-                "{} is in journal mode {mode:?}; a read-only open needs a WAL database \
-                 (open it read-write once to convert it)",
-                path.display()
-            )));
-        }
+) -> Result<(Connection, Option<Box<WalGuard>>, String)> {
+    let (conn, reader_target) = if readonly {
+        let (conn, uri) = open_read_only(path)?;
         conn.execute_batch(honker_core::DEFAULT_PRAGMAS)
             .map_err(Error::run)?;
-        conn
+        (conn, uri)
     } else {
         let target = path.to_string_lossy();
-        let conn = honker_core::open_conn(&target, true).map_err(Error::honker)?;
+        let conn = honker_core::open_conn(&target, true)
+            .map_err(|e| open_failure(path, false, Error::honker(e)))?;
         // The schema is created with `IF NOT EXISTS`, which writes nothing
         // when it is all there: try in a deferred transaction first, so that
         // opening a file someone is writing to does not wait for their
@@ -381,9 +479,9 @@ fn open_writer(
         // another connection writes, or its snapshot went stale) take the
         // write lock up front and do it again.
         if bootstrap(&conn, "BEGIN DEFERRED").is_err() {
-            bootstrap(&conn, "BEGIN IMMEDIATE")?;
+            bootstrap(&conn, "BEGIN IMMEDIATE").map_err(|e| open_failure(path, false, e))?;
         }
-        conn
+        (conn, target.into_owned())
     };
     configure(&conn, settings)?;
     let guard = if readonly {
@@ -391,7 +489,7 @@ fn open_writer(
     } else {
         WalGuard::install(&conn, settings.busy_timeout).map_err(Error::run)?
     };
-    Ok((conn, guard))
+    Ok((conn, guard, reader_target))
 }
 
 /// What every connection of a database gets, the writer and each reader:
@@ -433,12 +531,8 @@ pub fn open(
 ) -> Result<Core> {
     refuse_memory(path)?;
     let path = absolute(Path::new(path))?;
-    let (writer_conn, wal_guard) = detached(py, || open_writer(&path, readonly, &settings))?;
-    let reader_target = if readonly {
-        read_only_uri(&path)
-    } else {
-        path.to_string_lossy().into_owned()
-    };
+    let (writer_conn, wal_guard, reader_target) =
+        detached(py, || open_writer(&path, readonly, &settings))?;
     Ok(Core {
         readonly,
         writer: Writer::new(writer_conn),

@@ -117,8 +117,20 @@ def migrate(db: Database, schema: Schema) -> MigrationResult:
 
     Raises `SchemaVersionError` for a newer or foreign file and
     `MigrationError` (cause chained) when a step fails; either way the file
-    is unchanged.
+    is unchanged. A database opened read-only is checked, not changed: it
+    must already be at the newest version (`SchemaVersionError` if not).
     """
+    if db.readonly:
+        row = db.query_one("SELECT * FROM pragma_user_version, pragma_application_id")
+        assert row is not None
+        version, application_id = int(row[0]), int(row[1])
+        _check(schema, version, application_id, db.path)
+        if version < schema.latest:
+            raise SchemaVersionError(
+                f"{db.path} is at {schema.kind} schema version {version}, not "
+                f"{schema.latest}: a read-only open cannot migrate it; open it read-write once"
+            )
+        return MigrationResult(schema.kind, version, version)
     with db.transaction() as tx:
         version = _pragma(tx, "user_version")
         _check(schema, version, _pragma(tx, "application_id"), db.path)

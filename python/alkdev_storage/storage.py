@@ -13,6 +13,7 @@ organization (``tenants/tenant-{orgId}.db``). SPEC §3.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -82,6 +83,7 @@ class Storage(Closing):
         tenant_lease_timeout_s: float = 30.0,
         limits: Limits = DEFAULT_LIMITS,
         create: bool = True,
+        readonly: bool = False,
     ) -> Storage:
         """Open (with `create`, first creating) the storage root: migrates
         ``system.db`` in one transaction and archives tenant files left
@@ -93,13 +95,21 @@ class Storage(Closing):
         (leased by a `Tenant`), opening another waits up to
         `tenant_lease_timeout_s` for one to be given back, then raises
         `TenantHandlesBusyError` (see `TenantRegistry`). `limits` bounds
-        every input (see `Limits`)."""
+        every input (see `Limits`).
+
+        `readonly=True` serves reads from a root that must not (or cannot)
+        change: a read-only file system, a snapshot, a restored backup. It
+        creates, migrates, seeds and archives nothing (every file must
+        already be at the newest schema version), and any write raises
+        `ReadOnlyError`. On read-only media a file whose last writer closed
+        cleanly (no ``-wal`` left) is read as immutable."""
         path = Path(root)
-        if create:
+        if readonly or not create:
+            if not (path / SYSTEM_FILE).is_file():
+                raise NotFoundError(f"{path} is not a storage root (no {SYSTEM_FILE})")
+        else:
             (path / TENANTS_DIR).mkdir(parents=True, exist_ok=True)
-        elif not (path / SYSTEM_FILE).is_file():
-            raise NotFoundError(f"{path} is not a storage root (no {SYSTEM_FILE})")
-        system = connect(path / SYSTEM_FILE)
+        system = connect(path / SYSTEM_FILE, readonly=readonly)
         try:
             result = migrate(system, SYSTEM_SCHEMA)
             tenants = TenantRegistry(
@@ -108,14 +118,22 @@ class Storage(Closing):
                 max_open=max_open_tenants,
                 idle_close_s=idle_close_s,
                 lease_timeout_s=tenant_lease_timeout_s,
+                connect=functools.partial(connect, readonly=True) if readonly else connect,
+                readonly=readonly,
             )
         except BaseException:
             system.close()
             raise
         store = cls(path, system, tenants, result)
         store.limits = limits
-        store._archive_orphans()
+        if not readonly:
+            store._archive_orphans()
         return store
+
+    @property
+    def readonly(self) -> bool:
+        """True for a root opened with ``readonly=True``."""
+        return self.tenants.readonly
 
     def _archive_orphans(self) -> None:
         """Archive tenant files with no organization row that have not been
@@ -159,7 +177,10 @@ class Storage(Closing):
         return {t.name for t in self._system_types()}
 
     def _seed(self, tenant: Database) -> None:
-        """Mirror the canonical system types into a tenant file (on open)."""
+        """Mirror the canonical system types into a tenant file (on open;
+        a read-only file keeps the copies it has)."""
+        if tenant.readonly:
+            return
         with self._types_lock:
             generation = self._types_generation
         mirror_system_types(tenant, self._system_types())
@@ -171,7 +192,7 @@ class Storage(Closing):
         (a tenant file open across a ``store.graph_types.register``)."""
         with self._types_lock:
             current = self._seeded.get(str(tenant.path)) == self._types_generation
-        if not current:
+        if not current and not tenant.readonly:
             self._seed(tenant)
 
     def _types_changed(self) -> None:

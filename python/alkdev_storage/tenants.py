@@ -74,6 +74,7 @@ from alkdev_storage.errors import (
     AlreadyExistsError,
     DatabaseClosedError,
     InvalidTenantIdError,
+    ReadOnlyError,
     StorageError,
     TenantHandlesBusyError,
     TenantNotFoundError,
@@ -221,6 +222,7 @@ class TenantRegistry(Closing):
         lease_timeout_s: float = 30.0,
         connect: Callable[[Path], Database] = connect,
         on_open: Callable[[Database], None] | None = None,
+        readonly: bool = False,
     ) -> None:
         if isinstance(max_open, bool) or not isinstance(max_open, int) or max_open < 1:
             raise ValueError(f"max_open must be an int of at least 1, got {max_open!r}")
@@ -235,6 +237,7 @@ class TenantRegistry(Closing):
         self._lease_timeout_s = lease_timeout_s
         self._connect = connect
         self._on_open = on_open
+        self._readonly = readonly
         # Leases ended by finalizers, not yet counted down (deque.append is
         # atomic, so a finalizer can queue one without the lock).
         self._given_back: deque[tuple[str, Database]] = deque()
@@ -302,6 +305,18 @@ class TenantRegistry(Closing):
     @property
     def idle_close_s(self) -> float | None:
         return self._idle_close_s
+
+    @property
+    def readonly(self) -> bool:
+        """True when the files are only read (`connect` opens them read-only):
+        `create`, `archive`, `discard` and `purge` raise `ReadOnlyError`."""
+        return self._readonly
+
+    def _check_writable(self, what: str) -> None:
+        if self._readonly:
+            raise ReadOnlyError(
+                f"cannot {what}: the tenant files under {self._directory} are open read-only"
+            )
 
     @property
     def lease_timeout_s(self) -> float:
@@ -582,6 +597,7 @@ class TenantRegistry(Closing):
         """Create `org_id`'s tenant file at the schema's newest version (and
         keep it open). `AlreadyExistsError` if the file exists. If migrating
         fails, the new file is removed and the error propagates."""
+        self._check_writable("create a tenant file")
         org = self.validate(org_id)
         with self._cond:
             handle, victim = self._reserve_locked(org)
@@ -609,6 +625,7 @@ class TenantRegistry(Closing):
         (with its -wal/-shm). For when the organization's own record failed
         to commit; use `archive` to delete an organization. A missing file
         is not an error."""
+        self._check_writable("discard a tenant file")
         org = self.validate(org_id)
         with self._cond:
             handle = self._claim_locked(org)
@@ -624,6 +641,7 @@ class TenantRegistry(Closing):
         ``archive/tenant-{org_id}.<UTC timestamp>.db``; the new path.
         Nothing is deleted (see `purge`). `TenantNotFoundError` if there is
         no live file; `StorageError` while the file is leased."""
+        self._check_writable("archive a tenant file")
         org = self.validate(org_id)
         with self._cond:
             handle = self._claim_locked(org)
@@ -671,6 +689,7 @@ class TenantRegistry(Closing):
     def purge(self, org_id: str) -> int:
         """Delete `org_id`'s archived tenant files (with their -wal/-shm);
         how many archives were deleted. The only way an archive is deleted."""
+        self._check_writable("purge archived tenant files")
         archives = self.archived(org_id)
         for path in archives:
             self._unlink_all(path)
