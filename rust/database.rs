@@ -697,12 +697,12 @@ impl Database {
         readonly: bool,
     ) -> PyResult<Self> {
         if max_readers == 0 {
-            return Err(pyo3::exceptions::PyValueError::new_err(
+            return Err(crate::errors::invalid_input(
                 "max_readers must be at least 1",
             ));
         }
         if statement_cache == 0 {
-            return Err(pyo3::exceptions::PyValueError::new_err(
+            return Err(crate::errors::invalid_input(
                 "statement_cache must be at least 1",
             ));
         }

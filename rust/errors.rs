@@ -205,11 +205,22 @@ pub fn storage_error(py: Python<'_>, class: &str, message: String) -> PyErr {
     }
 }
 
+/// `InvalidInputError` (a `ValueError`): an argument with the right type
+/// but a value we refuse.
+pub fn invalid_input(message: impl Into<String>) -> PyErr {
+    Python::attach(|py| storage_error(py, "InvalidInputError", message.into()))
+}
+
+/// `InputTypeError` (a `TypeError`): an argument of a type we do not take.
+pub fn input_type(message: impl Into<String>) -> PyErr {
+    Python::attach(|py| storage_error(py, "InputTypeError", message.into()))
+}
+
 /// Build the Python exception for `err`. The Python side picks the class for
 /// SQLite codes (`_sqlite_error`) and attaches code and name (`_make_error`).
 pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
     if let Error::Value(msg) = err {
-        return pyo3::exceptions::PyValueError::new_err(msg);
+        return storage_error(py, "InvalidInputError", msg);
     }
     let stage = match &err {
         Error::Sqlite { stage, .. } => *stage,

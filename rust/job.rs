@@ -28,7 +28,7 @@ fn duration(name: &str, value: i64, minimum: i64) -> PyResult<i64> {
     if (minimum..=MAX_DURATION_S).contains(&value) {
         Ok(value)
     } else {
-        Err(pyo3::exceptions::PyValueError::new_err(format!(
+        Err(crate::errors::invalid_input(format!(
             "{name} must be between {minimum} and {MAX_DURATION_S} seconds, got {value}"
         )))
     }
@@ -55,7 +55,7 @@ impl Job {
 
     fn worker(&self) -> PyResult<&str> {
         self.row.worker_id.as_deref().ok_or_else(|| {
-            pyo3::exceptions::PyValueError::new_err(format!("job {} is not claimed", self.row.id))
+            crate::errors::invalid_input(format!("job {} is not claimed", self.row.id))
         })
     }
 }
@@ -72,7 +72,7 @@ pub fn native_tx<'py>(tx: Option<&Bound<'py, PyAny>>) -> PyResult<Option<Bound<'
     }
     match tx.getattr("_tx") {
         Ok(inner) => Ok(Some(inner.cast_into::<Transaction>()?)),
-        Err(_) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+        Err(_) => Err(crate::errors::input_type(format!(
             "tx must be a transaction from db.transaction(), not {}",
             tx.get_type().name()?
         ))),

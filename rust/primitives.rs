@@ -424,7 +424,7 @@ impl Database {
         let payloads = encode_all(payloads)?;
         if let Some(keys) = &keys {
             if keys.len() != payloads.len() {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                return Err(crate::errors::invalid_input(format!(
                     "{} keys given for {} payloads",
                     keys.len(),
                     payloads.len()

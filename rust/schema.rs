@@ -15,7 +15,6 @@
 
 use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Draft, Validator};
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
@@ -89,25 +88,25 @@ impl NotJson {
             format!("{what} at {pointer}")
         };
         match self.problem {
-            Problem::Type(name) => PyTypeError::new_err(format!(
+            Problem::Type(name) => crate::errors::input_type(format!(
                 "{at}: type '{name}' is not JSON; use dict, list, tuple, str, int, float, bool \
                  or None"
             )),
             Problem::Key(name) => {
-                PyTypeError::new_err(format!("{at}: dict keys must be str, not '{name}'"))
+                crate::errors::input_type(format!("{at}: dict keys must be str, not '{name}'"))
             }
-            Problem::NotFinite(f) => PyValueError::new_err(format!(
+            Problem::NotFinite(f) => crate::errors::invalid_input(format!(
                 "{at}: {} is not JSON (NaN and infinities have no JSON form)",
                 python_float(f)
             )),
-            Problem::BigInt(digits) => PyValueError::new_err(format!(
+            Problem::BigInt(digits) => crate::errors::invalid_input(format!(
                 "{at}: {digits} is outside the 64-bit integer range that schema validation \
                  compares exactly; store it as a string"
             )),
-            Problem::Surrogates => PyValueError::new_err(format!(
+            Problem::Surrogates => crate::errors::invalid_input(format!(
                 "{at}: str contains lone surrogates and has no UTF-8 form"
             )),
-            Problem::TooDeep => PyValueError::new_err(format!(
+            Problem::TooDeep => crate::errors::invalid_input(format!(
                 "{at}: nested deeper than {MAX_DEPTH} levels (or a container that contains itself)"
             )),
         }
@@ -542,7 +541,9 @@ impl SchemaValidator {
         let found = maybe_detached(py, text.len() / 32, || {
             serde_json::from_str::<Value>(text).map(|value| violations(&self.validator, &value))
         })
-        .map_err(|e| PyValueError::new_err(format!("instance text is not valid JSON: {e}")))?;
+        .map_err(|e| {
+            crate::errors::invalid_input(format!("instance text is not valid JSON: {e}"))
+        })?;
         to_pylist(py, found)
     }
 
@@ -556,7 +557,7 @@ impl SchemaValidator {
     ) -> PyResult<Bound<'py, PyList>> {
         if instances.is_instance_of::<PyString>() || instances.is_instance_of::<PyDict>() {
             // Iterating would validate its characters or keys, silently.
-            return Err(PyTypeError::new_err(format!(
+            return Err(crate::errors::input_type(format!(
                 "validate_many takes an iterable of documents, not one '{}'; use validate() \
                  for a single document",
                 type_name(instances)

@@ -25,7 +25,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rusqlite::{ffi, Connection};
@@ -607,7 +606,7 @@ impl Watch {
         let deadline = match timeout {
             None => None,
             Some(t) if t.is_nan() => {
-                return Err(PyValueError::new_err(
+                return Err(crate::errors::invalid_input(
                     "timeout must be a number of seconds, not NaN",
                 ))
             }
@@ -872,7 +871,7 @@ fn interval(name: &str, value: Option<i64>) -> PyResult<Option<Duration>> {
         Some(ms) if (1..=MAX_INTERVAL_MS).contains(&ms) => {
             Ok(Some(Duration::from_millis(ms as u64)))
         }
-        Some(ms) => Err(PyValueError::new_err(format!(
+        Some(ms) => Err(crate::errors::invalid_input(format!(
             "{name} must be between 1 and {MAX_INTERVAL_MS} milliseconds, got {ms}"
         ))),
     }
@@ -894,7 +893,7 @@ pub fn configure_watcher(
     let backend = backend
         .map(Backend::parse)
         .transpose()
-        .map_err(PyValueError::new_err)?;
+        .map_err(crate::errors::invalid_input)?;
     if backend == Some(Backend::Inotify) {
         detached(py, probe_inotify)?;
     }

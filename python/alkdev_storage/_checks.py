@@ -7,17 +7,30 @@ written, so a bad call raises and changes nothing.
 from __future__ import annotations
 
 import json
+import reprlib
 from typing import Any
 
 from alkdev_storage._native import Transaction
+from alkdev_storage.errors import InputTypeError, InvalidInputError, LimitExceededError
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 3, 80, 80
+_SHOWN.maxlist = _SHOWN.maxdict = _SHOWN.maxtuple = _SHOWN.maxset = 4
+
+
+def shown(value: object) -> str:
+    """`repr(value)` for an error message, bounded: a hostile argument (a
+    10 MB string, a document nested 100,000 deep) is cut short instead of
+    being copied whole into the message or exhausting the recursion limit."""
+    return _SHOWN.repr(value)
 
 
 def whole(name: str, value: object, *, minimum: int | None = None) -> int:
     """`value` as an int (bools refused), at least `minimum` if given."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        raise InputTypeError(f"{name} must be an int, not {type(value).__name__}")
     if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+        raise InvalidInputError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
@@ -37,15 +50,28 @@ def seconds(name: str, value: object, *, minimum: int = 1) -> int:
         value = int(value)
     duration = whole(name, value, minimum=minimum)
     if duration > MAX_DURATION_S:
-        raise ValueError(f"{name} must be at most {MAX_DURATION_S} seconds, got {duration}")
+        raise InvalidInputError(f"{name} must be at most {MAX_DURATION_S} seconds, got {duration}")
     return duration
 
 
 def text(name: str, value: object, *, empty: bool = False) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+        raise InputTypeError(f"{name} must be a str, not {type(value).__name__}")
     if not empty and not value:
-        raise ValueError(f"{name} must not be empty")
+        raise InvalidInputError(f"{name} must not be empty")
+    return utf8(name, value)
+
+
+def utf8(name: str, value: str) -> str:
+    """`value` if it can be stored: SQLite holds UTF-8, which a str with
+    lone surrogates (``"\ud800"``) has no form in."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(
+                f"{name} contains a lone surrogate (at {exc.start}): not UTF-8 text"
+            ) from None
     return value
 
 
@@ -63,8 +89,12 @@ def dumps(payload: Any, what: str = "payload") -> str:
     """
     try:
         return _encode(payload)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"{what} is not JSON-serialisable: {exc}") from None
+    except TypeError as exc:
+        raise InputTypeError(f"{what} is not JSON-serialisable: {exc}") from None
+    except ValueError as exc:
+        raise InvalidInputError(f"{what} is not JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise LimitExceededError(f"{what} is nested too deeply to encode as JSON") from None
 
 
 def loads(raw: str) -> Any:
@@ -78,4 +108,4 @@ def native_tx(tx: object) -> Transaction | None:
     inner = getattr(tx, "_tx", None)
     if isinstance(inner, Transaction):
         return inner
-    raise TypeError(f"tx must be a transaction from db.transaction(), not {type(tx).__name__}")
+    raise InputTypeError(f"tx must be a transaction from db.transaction(), not {type(tx).__name__}")

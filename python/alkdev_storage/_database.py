@@ -14,6 +14,7 @@ from typing import Any
 
 from alkdev_storage import _checks as check
 from alkdev_storage import _native
+from alkdev_storage.errors import InvalidInputError
 from alkdev_storage.pubsub import Listener, Lock
 from alkdev_storage.queues import Delivery, Outbox, Queue
 from alkdev_storage.streams import Stream, Subscription
@@ -66,8 +67,8 @@ class Database(_native.Database):
                 visibility_timeout_s,
                 max_attempts,
             ):
-                raise ValueError(
-                    f"queue {name!r} is already open with visibility_timeout_s="
+                raise InvalidInputError(
+                    f"queue {check.shown(name)} is already open with visibility_timeout_s="
                     f"{found.visibility_timeout_s}, max_attempts={found.max_attempts}"
                 )
             return found
@@ -133,7 +134,7 @@ class Database(_native.Database):
         """Delete notifications older than `older_than_s` seconds, or all but
         the newest `max_keep` (either, when both are given); how many."""
         if older_than_s is None and max_keep is None:
-            raise ValueError("give older_than_s, max_keep, or both")
+            raise InvalidInputError("give older_than_s, max_keep, or both")
         return self._prune_notifications(
             None
             if older_than_s is None

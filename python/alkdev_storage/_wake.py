@@ -38,6 +38,7 @@ import pathlib
 import weakref
 from types import TracebackType
 
+from alkdev_storage._checks import shown
 from alkdev_storage._closing import Closing
 from alkdev_storage._native import WakeHub, Watch, watch
 from alkdev_storage.errors import Error, ProgrammingError
@@ -223,4 +224,4 @@ class AsyncWatch(Closing):
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<AsyncWatch {str(self.path)!r} {state}>"
+        return f"<AsyncWatch {shown(str(self.path))} {state}>"

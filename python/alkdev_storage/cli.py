@@ -22,7 +22,9 @@ from typing import Any, TextIO, TypeVar
 
 import alkdev_storage as alk
 from alkdev_storage import _documents as documents
+from alkdev_storage._checks import shown
 from alkdev_storage._progress import ProgressBar
+from alkdev_storage.errors import InvalidInputError
 from alkdev_storage.identity import Organization
 
 DEFAULT_ROOT = Path("alkdev-data")
@@ -199,7 +201,7 @@ def demo(root: Path, *, nodes: int = 3_000, jobs: int = 200, out: Out = print) -
             before = _scalar(db, "SELECT coalesce(max(offset), 0) FROM _honker_stream")
             info = t.graph_types.register(DEMO_TYPE)
             out(
-                f"graph type    {info.name!r} v{info.version} (tenant scope, directed): "
+                f"graph type    {shown(info.name)} v{info.version} (tenant scope, directed): "
                 f"node types {', '.join(info.node_types)}; edge type "
                 f"{', '.join(info.edge_types)}"
             )
@@ -399,7 +401,7 @@ def _find_org(store: alk.Storage, slug_or_id: str) -> Organization:
         return store.organizations.get(slug_or_id)
     except alk.OrganizationNotFoundError:
         raise alk.OrganizationNotFoundError(
-            f"no organization with slug or id {slug_or_id!r}"
+            f"no organization with slug or id {shown(slug_or_id)}"
         ) from None
 
 
@@ -461,7 +463,7 @@ def types_register(root: Path, path: str, org: str, *, out: Out = print) -> None
     doc = _read_document(path)
     with _store(root) as store, store.tenant(_find_org(store, org).id) as t:
         info = t.graph_types.register(doc)
-        out(f"graph type {info.name!r} v{info.version} ({info.scope}) registered in {org}")
+        out(f"graph type {shown(info.name)} v{info.version} ({info.scope}) registered in {org}")
 
 
 def types_list(root: Path, org: str, *, as_json: bool, out: Out = print) -> None:
@@ -785,7 +787,7 @@ def _run(args: argparse.Namespace) -> int:
     out: Out = print
     if cmd == "demo":
         if args.nodes < 2 or args.jobs < 1:
-            raise ValueError("--nodes must be at least 2 and --jobs at least 1")
+            raise InvalidInputError("--nodes must be at least 2 and --jobs at least 1")
         demo(args.root, nodes=args.nodes, jobs=args.jobs)
     elif cmd == "init":
         init(args.root)
@@ -813,9 +815,9 @@ def _run(args: argparse.Namespace) -> int:
         graphs_stats(args.root, args.org, as_json=args.json)
     elif (cmd, action) == ("events", "tail"):
         if args.from_offset is not None and args.from_offset < 0:
-            raise ValueError("--from must be at least 0")
+            raise InvalidInputError("--from must be at least 0")
         if args.limit is not None and args.limit < 0:
-            raise ValueError("--limit must be at least 0")
+            raise InvalidInputError("--limit must be at least 0")
         events_tail(
             args.root,
             args.topic,

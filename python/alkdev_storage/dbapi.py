@@ -63,6 +63,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from alkdev_storage import _native
+from alkdev_storage._checks import shown
 from alkdev_storage._database import Database
 from alkdev_storage._database import connect as _open
 from alkdev_storage.errors import (
@@ -700,7 +701,7 @@ def _autocommit_for(isolation_level: str | None) -> bool:
     if not isinstance(isolation_level, str) or isolation_level.upper() not in _ISOLATION_LEVELS:
         raise ProgrammingError(
             "isolation_level must be None, '', 'DEFERRED', 'IMMEDIATE' or 'EXCLUSIVE', "
-            f"not {isolation_level!r}"
+            f"not {shown(isolation_level)}"
         )
     return False
 

@@ -97,6 +97,7 @@ __all__ = [
     "FullError",
     "GraphRuleError",
     "InUseError",
+    "InputTypeError",
     "IntegrityError",
     "InterfaceError",
     "InternalError",
@@ -362,6 +363,12 @@ class InvalidInputError(StorageError, ValueError):
     """An argument's value is refused before anything is written: a NUL
     character in a name, key or email, a document key that is not a str,
     an empty name. The message names the argument."""
+
+
+class InputTypeError(StorageError, TypeError):
+    """An argument of a type we do not take (a key that is not a str, a
+    mapping where a list belongs). The message names the argument and the
+    type given; nothing was written."""
 
 
 class MissingExtraError(StorageError, ImportError):

@@ -40,6 +40,7 @@ from alkdev_storage import _database
 from alkdev_storage._native import Job
 from alkdev_storage._native import Transaction as _NativeTransaction
 from alkdev_storage._waiting import SyncChange
+from alkdev_storage.errors import InvalidInputError
 from alkdev_storage.pubsub import Listener, LockHeld, Notification
 from alkdev_storage.queues import Outbox, Queue
 from alkdev_storage.scheduler import CronSchedule, LeadershipLost, Scheduler, crontab, every_s
@@ -148,7 +149,7 @@ def open(  # noqa: A001 - honker's name
     compatibility; this process's single watcher thread serves every file
     (see docs/wakes.md)."""
     if watcher_backend not in (None, "polling", "poll", "kernel", "kernel-watcher"):
-        raise ValueError(f"unknown watcher backend {watcher_backend!r}")
+        raise InvalidInputError(f"unknown watcher backend {check.shown(watcher_backend)}")
     if watcher_poll_interval_ms is not None:
         check.whole("watcher_poll_interval_ms", watcher_poll_interval_ms, minimum=1)
     return Database(path, max_readers=max_readers)

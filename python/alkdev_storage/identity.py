@@ -34,7 +34,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from alkdev_storage import _checks as check
 from alkdev_storage import events, ssh
+from alkdev_storage._checks import shown
 from alkdev_storage._native import Transaction
 from alkdev_storage.errors import (
     AccountInactiveError,
@@ -46,6 +48,7 @@ from alkdev_storage.errors import (
     CredentialExpiredError,
     CredentialNotFoundError,
     CredentialRevokedError,
+    InputTypeError,
     InUseError,
     InvalidInputError,
     KeyDisabledError,
@@ -97,7 +100,7 @@ def _new_id() -> str:
 
 def _choice(name: str, value: str, allowed: Sequence[str]) -> str:
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        raise InvalidInputError(f"{name} must be one of {', '.join(allowed)}; got {shown(value)}")
     return value
 
 
@@ -105,7 +108,7 @@ def _text(name: str, value: object, *, max_len: int = 200, empty: bool = False) 
     """A trimmed identity field: a str of at most `max_len` characters with
     no NUL (C libraries and terminals stop at one)."""
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+        raise InputTypeError(f"{name} must be a str, not {type(value).__name__}")
     value = value.strip()
     if not value and not empty:
         raise InvalidInputError(f"{name} must not be empty")
@@ -113,22 +116,22 @@ def _text(name: str, value: object, *, max_len: int = 200, empty: bool = False) 
         raise LimitExceededError(f"{name} must be at most {max_len} characters")
     if "\x00" in value:
         raise InvalidInputError(f"{name} contains a NUL character")
-    return value
+    return check.utf8(name, value)
 
 
 def normalise_email(email: str) -> str:
     """Emails are stored trimmed and lower-cased, so lookups ignore case."""
     value = _text("email", email, max_len=254).lower()
     if not _EMAIL.match(value):
-        raise ValueError(f"not an email address: {email!r}")
+        raise InvalidInputError(f"not an email address: {shown(email)}")
     return value
 
 
 def _slug(slug: str) -> str:
     value = _text("slug", slug, max_len=63)
     if not _SLUG.match(value):
-        raise ValueError(
-            f"slug must be lower-case letters and digits separated by single hyphens: {slug!r}"
+        raise InvalidInputError(
+            f"slug must be lower-case letters and digits separated by single hyphens: {shown(slug)}"
         )
     return value
 
@@ -137,13 +140,15 @@ def _metadata(value: Mapping[str, Any] | None) -> str:
     if value is None:
         return "{}"
     if not isinstance(value, Mapping):
-        raise TypeError("metadata must be a mapping")
+        raise InputTypeError("metadata must be a mapping")
     return json.dumps(dict(value), allow_nan=False)
 
 
 def _scopes(scopes: Iterable[str]) -> builtins.list[str]:
-    if isinstance(scopes, str):
-        raise TypeError("scopes must be a list of strings, not one string")
+    if isinstance(scopes, str | bytes):
+        raise InputTypeError("scopes must be a list of strings, not one string")
+    if not isinstance(scopes, Iterable):
+        raise InputTypeError(f"scopes must be a list of strings, not {type(scopes).__name__}")
     out = []
     for scope in scopes:
         out.append(_text("scope", scope, max_len=100))
@@ -154,7 +159,7 @@ def _timestamp(name: str, value: int | None) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be Unix seconds (int)")
+        raise InputTypeError(f"{name} must be Unix seconds (int)")
     return value
 
 
@@ -322,7 +327,7 @@ def _account_in(tx: Transaction, account_id: str) -> Account:
     """The account, read inside `tx`; `AccountNotFoundError` if missing."""
     row = tx.query_one("SELECT * FROM accounts WHERE id = ?", (account_id,), as_dict=True)
     if row is None:
-        raise AccountNotFoundError(f"no account {account_id!r}")
+        raise AccountNotFoundError(f"no account {shown(account_id)}")
     return _from_row(Account, row)
 
 
@@ -473,8 +478,8 @@ class Accounts(_Repo):
             known = _unique_violation(
                 exc,
                 {
-                    "accounts.email": f"an account with email {email_n!r} exists",
-                    "accounts.id": f"an account with id {account_id!r} exists",
+                    "accounts.email": f"an account with email {shown(email_n)} exists",
+                    "accounts.id": f"an account with id {shown(account_id)} exists",
                 },
             )
             if known is None:
@@ -488,7 +493,7 @@ class Accounts(_Repo):
             Account,
             f"{self._SELECT} WHERE id = ?",
             (account_id,),
-            AccountNotFoundError(f"no account {account_id!r}"),
+            AccountNotFoundError(f"no account {shown(account_id)}"),
         )
 
     def by_email(self, email: str) -> Account:
@@ -498,7 +503,7 @@ class Accounts(_Repo):
             Account,
             f"{self._SELECT} WHERE email = ?",
             (email_n,),
-            AccountNotFoundError(f"no account with email {email_n!r}"),
+            AccountNotFoundError(f"no account with email {shown(email_n)}"),
         )
 
     def list(
@@ -549,7 +554,7 @@ class Accounts(_Repo):
             account_id,
             changes,
             Account,
-            AccountNotFoundError(f"no account {account_id!r}"),
+            AccountNotFoundError(f"no account {shown(account_id)}"),
             actor_id=actor_id,
             unique={"accounts.email": "that email belongs to another account"},
         )
@@ -564,13 +569,13 @@ class Accounts(_Repo):
                 Account,
                 f"{self._SELECT} WHERE id = ?",
                 (account_id,),
-                AccountNotFoundError(f"no account {account_id!r}"),
+                AccountNotFoundError(f"no account {shown(account_id)}"),
             )
             try:
                 tx.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
             except ConstraintError as exc:
                 raise InUseError(
-                    f"account {account_id!r} owns organizations or has audit history; "
+                    f"account {shown(account_id)} owns organizations or has audit history; "
                     "deactivate it instead"
                 ) from exc
             events.publish(
@@ -700,9 +705,9 @@ class Organizations(_Repo):
                 known = _unique_violation(
                     exc,
                     {
-                        "organizations.name": f"an organization named {org_name!r} exists",
-                        "organizations.slug": f"the slug {org_slug!r} is taken",
-                        "organizations.id": f"an organization with id {org_id!r} exists",
+                        "organizations.name": f"an organization named {shown(org_name)} exists",
+                        "organizations.slug": f"the slug {shown(org_slug)} is taken",
+                        "organizations.id": f"an organization with id {shown(org_id)} exists",
                     },
                 )
                 if known is not None:
@@ -715,7 +720,7 @@ class Organizations(_Repo):
             Organization,
             f"{self._SELECT} WHERE id = ?",
             (org_id,),
-            OrganizationNotFoundError(f"no organization {org_id!r}"),
+            OrganizationNotFoundError(f"no organization {shown(org_id)}"),
         )
 
     def by_slug(self, slug: str) -> Organization:
@@ -723,7 +728,7 @@ class Organizations(_Repo):
             Organization,
             f"{self._SELECT} WHERE slug = ?",
             (slug,),
-            OrganizationNotFoundError(f"no organization with slug {slug!r}"),
+            OrganizationNotFoundError(f"no organization with slug {shown(slug)}"),
         )
 
     def list(self, *, limit: int = 100, after: str | None = None) -> builtins.list[Organization]:
@@ -776,7 +781,7 @@ class Organizations(_Repo):
             org_id,
             changes,
             Organization,
-            OrganizationNotFoundError(f"no organization {org_id!r}"),
+            OrganizationNotFoundError(f"no organization {shown(org_id)}"),
             actor_id=actor_id,
             unique={
                 "organizations.name": "another organization has that name",
@@ -794,7 +799,7 @@ class Organizations(_Repo):
                 Organization,
                 f"{self._SELECT} WHERE id = ?",
                 (org_id,),
-                OrganizationNotFoundError(f"no organization {org_id!r}"),
+                OrganizationNotFoundError(f"no organization {shown(org_id)}"),
             )
             audit(
                 tx,
@@ -877,7 +882,7 @@ class Organizations(_Repo):
             (level, org_id, account_id),
         )
         if done.rowcount == 0:
-            raise MembershipNotFoundError(f"{account_id!r} is not a member of {org_id!r}")
+            raise MembershipNotFoundError(f"{shown(account_id)} is not a member of {shown(org_id)}")
         membership = self._tx_get(
             tx,
             Membership,
@@ -910,7 +915,7 @@ class Organizations(_Repo):
             Organization,
             f"{self._SELECT} WHERE id = ?",
             (org_id,),
-            OrganizationNotFoundError(f"no organization {org_id!r}"),
+            OrganizationNotFoundError(f"no organization {shown(org_id)}"),
         )
 
     def add_member(
@@ -926,7 +931,7 @@ class Organizations(_Repo):
         except ConstraintError as exc:
             known = _unique_violation(
                 exc,
-                {"organization_members.org_id": f"{account_id!r} is already a member"},
+                {"organization_members.org_id": f"{shown(account_id)} is already a member"},
             )
             if known is None:
                 raise
@@ -955,7 +960,7 @@ class Organizations(_Repo):
                 Membership,
                 f"{self._MEMBERS} WHERE org_id = ? AND account_id = ?",
                 (org_id, account_id),
-                MembershipNotFoundError(f"{account_id!r} is not a member of {org_id!r}"),
+                MembershipNotFoundError(f"{shown(account_id)} is not a member of {shown(org_id)}"),
             )
             tx.execute("DELETE FROM organization_members WHERE id = ?", (membership.id,))
             events.publish(
@@ -981,7 +986,7 @@ class Organizations(_Repo):
             Membership,
             f"{self._MEMBERS} WHERE org_id = ? AND account_id = ?",
             (org_id, account_id),
-            MembershipNotFoundError(f"{account_id!r} is not a member of {org_id!r}"),
+            MembershipNotFoundError(f"{shown(account_id)} is not a member of {shown(org_id)}"),
         )
 
     def members(self, org_id: str) -> builtins.list[Membership]:
@@ -1004,7 +1009,8 @@ class Organizations(_Repo):
 
 def hash_key(plaintext: str) -> str:
     """What is stored: the SHA-256 hex digest of the key."""
-    return hashlib.sha256(plaintext.encode()).hexdigest()
+    # surrogatepass: any str has a digest; one that is not UTF-8 matches no key.
+    return hashlib.sha256(plaintext.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _new_plaintext() -> str:
@@ -1088,7 +1094,7 @@ class ApiKeys(_Repo):
             ApiKey,
             f"{self._SELECT} WHERE id = ?",
             (key_id,),
-            ApiKeyNotFoundError(f"no API key {key_id!r}"),
+            ApiKeyNotFoundError(f"no API key {shown(key_id)}"),
         )
 
     def list(self, owner_id: str) -> builtins.list[ApiKey]:
@@ -1103,7 +1109,7 @@ class ApiKeys(_Repo):
         at most once a second per key). Refusals raise a distinct `AuthenticationError`
         (unknown, disabled, expired, revoked, rotated) and are audited."""
         if not isinstance(plaintext, str):
-            raise TypeError("the key must be a str")
+            raise InputTypeError("the key must be a str")
         digest = hash_key(plaintext)
         now = _now()
         with self._db.transaction() as tx:
@@ -1187,7 +1193,7 @@ class ApiKeys(_Repo):
                 ApiKey,
                 f"{self._SELECT} WHERE id = ?",
                 (key_id,),
-                ApiKeyNotFoundError(f"no API key {key_id!r}"),
+                ApiKeyNotFoundError(f"no API key {shown(key_id)}"),
             )
             tx.execute(sql, (*params, key_id))
             key = self._tx_get(
@@ -1246,7 +1252,7 @@ class ApiKeys(_Repo):
                 ApiKey,
                 f"{self._SELECT} WHERE id = ?",
                 (key_id,),
-                ApiKeyNotFoundError(f"no API key {key_id!r}"),
+                ApiKeyNotFoundError(f"no API key {shown(key_id)}"),
             )
             if old.revoked_at is not None or old.rotated_to_id is not None:
                 raise KeyRevokedError(f"API key {key_id} is revoked or already rotated")
@@ -1362,7 +1368,7 @@ class PeerCredentials(_Repo):
             PeerCredential,
             f"{self._SELECT} WHERE fingerprint = ?",
             (fingerprint,),
-            CredentialNotFoundError(f"no credential with fingerprint {fingerprint}"),
+            CredentialNotFoundError(f"no credential with fingerprint {shown(fingerprint)}"),
         )
 
     def verify(self, fingerprint: str) -> VerifiedCredential:
@@ -1376,7 +1382,7 @@ class PeerCredentials(_Repo):
         aggregated per minute (see `audit_failure`). `lookup` stays a plain
         read."""
         if not isinstance(fingerprint, str):
-            raise TypeError("the fingerprint must be a str")
+            raise InputTypeError("the fingerprint must be a str")
         now = _now()
         with self._db.transaction() as tx:
             row = tx.query_one(
@@ -1418,7 +1424,7 @@ class PeerCredentials(_Repo):
             PeerCredential,
             f"{self._SELECT} WHERE id = ?",
             (credential_id,),
-            CredentialNotFoundError(f"no credential {credential_id!r}"),
+            CredentialNotFoundError(f"no credential {shown(credential_id)}"),
         )
 
     def list(self, owner_id: str) -> builtins.list[PeerCredential]:
@@ -1446,7 +1452,7 @@ class PeerCredentials(_Repo):
         """Disable a credential (reversibly: `verify` raises
         `CredentialDisabledError`) or enable it again."""
         if not isinstance(enabled, bool):
-            raise TypeError("enabled must be a bool")
+            raise InputTypeError("enabled must be a bool")
         return self._change(
             credential_id,
             "UPDATE peer_credentials SET enabled = ?, updated_at = unixepoch() WHERE id = ?",
@@ -1472,7 +1478,7 @@ class PeerCredentials(_Repo):
                 PeerCredential,
                 f"{self._SELECT} WHERE id = ?",
                 (credential_id,),
-                CredentialNotFoundError(f"no credential {credential_id!r}"),
+                CredentialNotFoundError(f"no credential {shown(credential_id)}"),
             )
             tx.execute(sql, (*params, credential_id))
             cred = self._tx_get(

@@ -30,8 +30,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from alkdev_storage import _checks as check
+from alkdev_storage._checks import shown
 from alkdev_storage._native import json_document
-from alkdev_storage.errors import InvalidInputError, LimitExceededError
+from alkdev_storage.errors import InputTypeError, InvalidInputError, LimitExceededError
 
 __all__ = ["DEFAULT_LIMITS", "Limits"]
 
@@ -64,15 +65,17 @@ class Limits:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInputError(f"Limits.{f.name} must be a positive int, got {value!r}")
+                raise InvalidInputError(
+                    f"Limits.{f.name} must be a positive int, got {shown(value)}"
+                )
 
     def text(self, what: str, value: object, limit: int, *, empty: bool = False) -> str:
         """`value` if it is a str of at most `limit` characters with no NUL
         (SQLite and C libraries would cut it there); else our error."""
         if not isinstance(value, str):
-            raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+            raise InputTypeError(f"{what} must be a str, not {type(value).__name__}")
         if not empty and not value:
-            raise ValueError(f"{what} must not be empty")
+            raise InvalidInputError(f"{what} must not be empty")
         if len(value) > limit:
             raise LimitExceededError(
                 f"{what} is {len(value)} characters long, more than the limit of {limit}"
@@ -80,7 +83,7 @@ class Limits:
         nul = value.find("\x00")
         if nul >= 0:
             raise InvalidInputError(f"{what} contains a NUL character (at {nul})")
-        return value
+        return check.utf8(what, value)
 
     def document(self, what: str, value: object) -> str:
         """`value` (a mapping, or None for ``{}``) as the JSON text to store,
@@ -89,7 +92,7 @@ class Limits:
             return "{}"
         if type(value) is not dict:
             if not isinstance(value, Mapping):
-                raise TypeError(f"{what} must be a mapping, not {type(value).__name__}")
+                raise InputTypeError(f"{what} must be a mapping, not {type(value).__name__}")
             value = dict(value)
         text = json_document(value, what, self.json_depth, self.document_bytes)
         if text is None:  # only Python's encoder writes it: check it here

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from alkdev_storage._native import Transaction
-from alkdev_storage.errors import MigrationError, SchemaVersionError
+from alkdev_storage.errors import InvalidInputError, MigrationError, SchemaVersionError
 
 if TYPE_CHECKING:
     from alkdev_storage._database import Database
@@ -61,9 +61,11 @@ class Schema:
     def __post_init__(self) -> None:
         versions = [m.version for m in self.migrations]
         if versions != list(range(1, len(versions) + 1)):
-            raise ValueError(f"{self.kind} migrations must be numbered 1..N in order: {versions}")
+            raise InvalidInputError(
+                f"{self.kind} migrations must be numbered 1..N in order: {versions}"
+            )
         if not 0 < self.application_id < 2**31:
-            raise ValueError("application_id must be a positive 32-bit integer")
+            raise InvalidInputError("application_id must be a positive 32-bit integer")
 
     @property
     def latest(self) -> int:

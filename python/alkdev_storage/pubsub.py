@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from alkdev_storage import _checks as check
 from alkdev_storage._closing import Closing
 from alkdev_storage._waiting import AsyncChange, SyncChange
-from alkdev_storage.errors import Error
+from alkdev_storage.errors import Error, InvalidInputError
 
 if TYPE_CHECKING:
     from alkdev_storage._database import Database
@@ -62,7 +62,7 @@ class Listener(Closing):
         self._db = db
         self.channel = check.text("channel", channel)
         if fallback_poll_s is not None and fallback_poll_s <= 0:
-            raise ValueError("fallback_poll_s must be positive (or None)")
+            raise InvalidInputError("fallback_poll_s must be positive (or None)")
         self._fallback = fallback_poll_s
         # Subscribe before taking the snapshot, so nothing falls in between.
         self._sync = SyncChange(db.path)
@@ -71,7 +71,7 @@ class Listener(Closing):
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<Listener {self.channel!r} after id {self._last_id}>"
+        return f"<Listener {check.shown(self.channel)} after id {self._last_id}>"
 
     def _fill(self) -> bool:
         if not self._buffer:
@@ -103,7 +103,7 @@ class Listener(Closing):
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._fill():
             if self._closed:
-                raise ValueError("listener is closed")
+                raise InvalidInputError("listener is closed")
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return None
@@ -116,7 +116,7 @@ class Listener(Closing):
         with AsyncChange(self._db.path) as change:
             while not self._fill():
                 if self._closed:
-                    raise ValueError("listener is closed")
+                    raise InvalidInputError("listener is closed")
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return None
@@ -159,7 +159,7 @@ class Lock:
         self.held = False
 
     def __repr__(self) -> str:
-        return f"<Lock {self.name!r} owner={self.owner!r} held={self.held}>"
+        return f"<Lock {check.shown(self.name)} owner={check.shown(self.owner)} held={self.held}>"
 
     def acquire(self, tx: object = None) -> bool:
         """Take the lock if free or expired; True if this owner holds it."""
@@ -182,8 +182,8 @@ class Lock:
     def __enter__(self) -> Lock:
         if not self.acquire():
             holder = self._db._lock_owner(self.name)
-            who = f" by {holder[0]!r} until {holder[1]}" if holder else ""
-            raise LockHeld(f"lock {self.name!r} is held{who}")
+            who = f" by {check.shown(holder[0])} until {holder[1]}" if holder else ""
+            raise LockHeld(f"lock {check.shown(self.name)} is held{who}")
         return self
 
     def __exit__(

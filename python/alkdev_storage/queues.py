@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from alkdev_storage import _checks as check
 from alkdev_storage._native import Job
 from alkdev_storage._waiting import AsyncChange, SyncChange
+from alkdev_storage.errors import InputTypeError
 
 if TYPE_CHECKING:
     from alkdev_storage._database import Database
@@ -66,7 +67,7 @@ class Queue:
         self.max_attempts = check.whole("max_attempts", max_attempts, minimum=1)
 
     def __repr__(self) -> str:
-        return f"<Queue {self.name!r}>"
+        return f"<Queue {check.shown(self.name)}>"
 
     # ------------------------------------------------------------ enqueue
 
@@ -325,7 +326,7 @@ class Outbox:
         visibility_timeout_s: int = 60,
     ) -> None:
         if not callable(delivery):
-            raise TypeError("delivery must be callable")
+            raise InputTypeError("delivery must be callable")
         self.name = check.text("outbox name", name)
         self.delivery = delivery
         self.base_backoff_s = check.seconds("base_backoff_s", base_backoff_s, minimum=0)
@@ -395,7 +396,7 @@ class Outbox:
                 outcome = self.delivery(job.payload)
                 if asyncio.iscoroutine(outcome):
                     outcome.close()
-                    raise TypeError("run_once needs a synchronous delivery; use run_worker")
+                    raise InputTypeError("run_once needs a synchronous delivery; use run_worker")
             except Exception as exc:
                 job.retry(self._backoff(job), repr(exc))
             else:

@@ -66,7 +66,7 @@ class CronSchedule:
         return datetime.fromtimestamp(ts, tz) if tz else datetime.fromtimestamp(ts)
 
     def __repr__(self) -> str:
-        return f"CronSchedule({self.expr!r})"
+        return f"CronSchedule({check.shown(self.expr)})"
 
 
 def crontab(expr: str) -> CronSchedule:
@@ -191,13 +191,13 @@ class Scheduler:
     def _lead(self) -> Lock:
         lock = Lock(self._db, self.lock_name, ttl=LEADER_TTL_S)
         if not lock.acquire():
-            raise LockHeld(f"another scheduler holds {self.lock_name!r}")
+            raise LockHeld(f"another scheduler holds {check.shown(self.lock_name)}")
         return lock
 
     def _step(self, lock: Lock) -> float:
         """Renew leadership, tick, and return how long to sleep."""
         if not lock.renew():
-            raise LeadershipLost(f"lost the scheduler lock {self.lock_name!r}")
+            raise LeadershipLost(f"lost the scheduler lock {check.shown(self.lock_name)}")
         self.tick()
         soonest = self.soonest()
         if soonest is None and not self.list():

@@ -41,7 +41,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from alkdev_storage.errors import InvalidPublicKeyError
+from alkdev_storage._checks import shown
+from alkdev_storage.errors import InputTypeError, InvalidPublicKeyError
 
 __all__ = ["PublicKey", "fingerprint", "parse_public_key"]
 
@@ -159,7 +160,7 @@ def parse_public_key(text: str) -> PublicKey:
     alkdev_storage.errors.InvalidPublicKeyError: unsupported key type 'ssh-dss'; ...
     """
     if not isinstance(text, str):
-        raise TypeError(f"expected the key as str, got {type(text).__name__}")
+        raise InputTypeError(f"expected the key as str, got {type(text).__name__}")
     if len(text) > MAX_TEXT_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
         raise InvalidPublicKeyError(
             f"public key text is over {MAX_TEXT_BYTES} bytes; "
@@ -204,7 +205,7 @@ def _check_comment(comment: str) -> str:
     for char in comment:
         if char != "\t" and unicodedata.category(char) in ("Cc", "Cs"):
             raise InvalidPublicKeyError(
-                f"public key comment contains {char!r}; a comment is printable text"
+                f"public key comment contains {shown(char)}; a comment is printable text"
             )
     return comment
 
@@ -252,7 +253,7 @@ def _check_blob(key_type: str, blob: bytes) -> int:
         name = reader.string("ECDSA curve name")
         if name != curve.name.encode("ascii"):
             raise InvalidPublicKeyError(
-                f"{key_type} key data names the curve {_show(name)}, expected {curve.name!r}"
+                f"{key_type} key data names the curve {_show(name)}, expected {shown(curve.name)}"
             )
         point = reader.string("ECDSA point")
         _check_point(key_type, curve, point)

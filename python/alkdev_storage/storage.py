@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from alkdev_storage._checks import shown
 from alkdev_storage._closing import Closing
 from alkdev_storage._database import Database, connect
 from alkdev_storage.errors import NotFoundError, TenantNotFoundError
@@ -157,7 +158,7 @@ class Storage(Closing):
         lease on the file until it is closed (``with``) or dropped."""
         self.tenants.path_for(org_id)
         if not self.tenants.exists(org_id):
-            raise TenantNotFoundError(f"organization {org_id!r} has no tenant file")
+            raise TenantNotFoundError(f"organization {shown(org_id)} has no tenant file")
         return Tenant(self, org_id)
 
     def as_account(self, account_id: str) -> AccountView:
@@ -219,4 +220,4 @@ class Storage(Closing):
         self.system.close()
 
     def __repr__(self) -> str:
-        return f"<Storage {str(self.root)!r}>"
+        return f"<Storage {shown(str(self.root))}>"

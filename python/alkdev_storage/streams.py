@@ -23,8 +23,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from alkdev_storage import _checks as check
+from alkdev_storage._checks import shown
 from alkdev_storage._closing import Closing
 from alkdev_storage._waiting import AsyncChange, SyncChange
+from alkdev_storage.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from alkdev_storage._database import Database
@@ -53,7 +55,7 @@ class Stream:
         self.name = check.text("stream name", name)
 
     def __repr__(self) -> str:
-        return f"<Stream {self.name!r}>"
+        return f"<Stream {shown(self.name)}>"
 
     def publish(self, payload: Any, key: str | None = None, tx: object = None) -> int:
         """Append an event; its offset. In `tx` it lands only if `tx` commits."""
@@ -167,13 +169,13 @@ class Subscription(Closing):
         batch: int = 512,
     ) -> None:
         if not topics:
-            raise ValueError("subscribe to at least one topic")
+            raise InvalidInputError("subscribe to at least one topic")
         self._db = db
         self.topics = tuple(dict.fromkeys(check.text("topic", t) for t in topics))
         self.consumer = None if consumer is None else check.text("consumer", consumer)
         self._save_every_n = check.whole("save_every_n", save_every_n, minimum=1)
         if save_every_s < 0:
-            raise ValueError("save_every_s must not be negative")
+            raise InvalidInputError("save_every_s must not be negative")
         self._save_every_s = save_every_s
         self._batch = check.whole("batch", batch, minimum=1)
         if from_offset is not None:
@@ -197,7 +199,7 @@ class Subscription(Closing):
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<Subscription {list(self.topics)} consumer={self.consumer!r}>"
+        return f"<Subscription {list(self.topics)} consumer={shown(self.consumer)}>"
 
     @property
     def offsets(self) -> dict[str, int]:
@@ -327,7 +329,7 @@ class Subscription(Closing):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ValueError("subscription is closed")
+            raise InvalidInputError("subscription is closed")
 
     def close(self) -> None:
         """Save the done events' offsets and stop. The events in hand are
@@ -357,7 +359,9 @@ class Subscription(Closing):
         except Exception as flush_error:
             # The block's own exception is the one to see; this one is why
             # the done tail will be delivered again.
-            exc.add_note(f"alkdev-storage: the consumer's offsets were not saved: {flush_error!r}")
+            exc.add_note(
+                f"alkdev-storage: the consumer's offsets were not saved: {shown(flush_error)}"
+            )
 
     async def __aenter__(self) -> Self:
         return self

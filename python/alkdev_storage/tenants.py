@@ -67,12 +67,14 @@ from pathlib import Path
 from types import TracebackType
 
 from alkdev_storage import migrations
+from alkdev_storage._checks import shown
 from alkdev_storage._closing import Closing
 from alkdev_storage._database import Database, connect
 from alkdev_storage._progress import ProgressBar
 from alkdev_storage.errors import (
     AlreadyExistsError,
     DatabaseClosedError,
+    InvalidInputError,
     InvalidTenantIdError,
     ReadOnlyError,
     StorageError,
@@ -225,11 +227,15 @@ class TenantRegistry(Closing):
         readonly: bool = False,
     ) -> None:
         if isinstance(max_open, bool) or not isinstance(max_open, int) or max_open < 1:
-            raise ValueError(f"max_open must be an int of at least 1, got {max_open!r}")
+            raise InvalidInputError(f"max_open must be an int of at least 1, got {shown(max_open)}")
         if idle_close_s is not None and not idle_close_s >= 0:
-            raise ValueError(f"idle_close_s must be None or at least 0, got {idle_close_s!r}")
+            raise InvalidInputError(
+                f"idle_close_s must be None or at least 0, got {shown(idle_close_s)}"
+            )
         if not lease_timeout_s >= 0:
-            raise ValueError(f"lease_timeout_s must be at least 0, got {lease_timeout_s!r}")
+            raise InvalidInputError(
+                f"lease_timeout_s must be at least 0, got {shown(lease_timeout_s)}"
+            )
         self._directory = Path(directory)
         self._schema = schema
         self._max_open = max_open
@@ -269,21 +275,21 @@ class TenantRegistry(Closing):
         """
         if not isinstance(org_id, str):
             raise InvalidTenantIdError(f"org id must be a str, not {type(org_id).__name__}")
-        shown = repr(org_id if len(org_id) <= 40 else org_id[:40] + "...")
+        label = repr(org_id if len(org_id) <= 40 else org_id[:40] + "...")
         if not org_id:
             raise InvalidTenantIdError("org id is empty")
         if len(org_id) > MAX_ID_LENGTH:
             raise InvalidTenantIdError(
-                f"invalid org id {shown}: {len(org_id)} characters, at most {MAX_ID_LENGTH}"
+                f"invalid org id {label}: {len(org_id)} characters, at most {MAX_ID_LENGTH}"
             )
         if _ID_CHARS.fullmatch(org_id) is None:
             at, char = next((i, c) for i, c in enumerate(org_id) if not _ID_CHARS.fullmatch(c))
             raise InvalidTenantIdError(
-                f"invalid org id {shown}: {char!r} at position {at} "
+                f"invalid org id {label}: {shown(char)} at position {at} "
                 f"(only ASCII letters, digits, '-' and '_' are allowed)"
             )
         if org_id.startswith("-"):
-            raise InvalidTenantIdError(f"invalid org id {shown}: it starts with '-'")
+            raise InvalidTenantIdError(f"invalid org id {label}: it starts with '-'")
         return str(org_id)
 
     @property
@@ -431,7 +437,7 @@ class TenantRegistry(Closing):
             return handle.db
         path = self.path_for(org)
         if not path.is_file():  # before evicting anything to make room
-            raise TenantNotFoundError(f"organization {org!r} has no tenant file ({path})")
+            raise TenantNotFoundError(f"organization {shown(org)} has no tenant file ({path})")
         with self._cond:
             handle, victim = self._reserve_locked(org)
             if handle is not None:
@@ -453,7 +459,7 @@ class TenantRegistry(Closing):
                 victim.close()
             # Checked again now that `org` is ours: it may have been archived.
             if not creating and not path.is_file():
-                raise TenantNotFoundError(f"organization {org!r} has no tenant file ({path})")
+                raise TenantNotFoundError(f"organization {shown(org)} has no tenant file ({path})")
             db = self._connect(path)
             migrations.migrate(db, self._schema)
             if self._on_open is not None:
@@ -514,7 +520,7 @@ class TenantRegistry(Closing):
                         deadline = now + self._lease_timeout_s
                     if now >= deadline:
                         raise TenantHandlesBusyError(
-                            f"cannot open the tenant file of {org!r}: all {self._max_open} "
+                            f"cannot open the tenant file of {shown(org)}: all {self._max_open} "
                             f"open tenant handles stayed leased for {self._lease_timeout_s:g} s; "
                             f"end leases sooner or raise max_open"
                         )
@@ -548,7 +554,7 @@ class TenantRegistry(Closing):
         if handle is not None:
             if handle.leases:
                 raise StorageError(
-                    f"the tenant file of {org!r} is leased ({handle.leases} lease(s)); "
+                    f"the tenant file of {shown(org)} is leased ({handle.leases} lease(s)); "
                     f"end the lease first"
                 )
             del self._open[org]
@@ -602,7 +608,7 @@ class TenantRegistry(Closing):
         with self._cond:
             handle, victim = self._reserve_locked(org)
             if handle is not None:
-                raise AlreadyExistsError(f"organization {org!r} already has a tenant file")
+                raise AlreadyExistsError(f"organization {shown(org)} already has a tenant file")
         path = self.path_for(org)
         try:
             if victim is not None:
@@ -613,7 +619,7 @@ class TenantRegistry(Closing):
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
             except FileExistsError:
                 raise AlreadyExistsError(
-                    f"organization {org!r} already has a tenant file ({path})"
+                    f"organization {shown(org)} already has a tenant file ({path})"
                 ) from None
         except BaseException:
             self._release_slot(org)
@@ -654,7 +660,7 @@ class TenantRegistry(Closing):
                     handle.db.close()
             path = self.path_for(org)
             if not path.is_file():
-                raise TenantNotFoundError(f"organization {org!r} has no tenant file ({path})")
+                raise TenantNotFoundError(f"organization {shown(org)} has no tenant file ({path})")
             self.archive_directory.mkdir(parents=True, exist_ok=True)
             stamp = _utc_stamp()
             target = self.archive_directory / f"tenant-{org}.{stamp}.db"
@@ -740,7 +746,7 @@ class TenantRegistry(Closing):
                 victim.close()
             path = self.path_for(org)
             if not path.is_file():
-                raise TenantNotFoundError(f"organization {org!r} has no tenant file ({path})")
+                raise TenantNotFoundError(f"organization {shown(org)} has no tenant file ({path})")
             db = self._connect(path)
             upgraded = migrations.migrate(db, self._schema).applied > 0
             if self._on_open is not None:
@@ -779,4 +785,4 @@ class TenantRegistry(Closing):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self.open_count}/{self._max_open} open"
-        return f"<TenantRegistry {str(self._directory)!r} {self._schema.kind} {state}>"
+        return f"<TenantRegistry {shown(str(self._directory))} {self._schema.kind} {state}>"

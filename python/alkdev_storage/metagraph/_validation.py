@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from alkdev_storage import _native
+from alkdev_storage._checks import shown
 from alkdev_storage.errors import SchemaTooCostlyError, ValidationError
 
 if TYPE_CHECKING:
@@ -178,12 +179,12 @@ def _resolve(
             elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
             else:
-                raise SchemaTooCostlyError(f"$ref {ref!r} points at nothing in the schema")
+                raise SchemaTooCostlyError(f"$ref {shown(ref)} points at nothing in the schema")
         return [node]
     if ref.startswith("#") and ref[1:] in anchors:
         return anchors[ref[1:]]
     raise SchemaTooCostlyError(
-        f"$ref {ref!r} cannot be analysed for cost: use '#', '#/json/pointer' or '#anchor'"
+        f"$ref {shown(ref)} cannot be analysed for cost: use '#', '#/json/pointer' or '#anchor'"
     )
 
 

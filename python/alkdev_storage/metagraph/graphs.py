@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 from alkdev_storage import _checks as check
 from alkdev_storage import events
+from alkdev_storage._checks import shown
 from alkdev_storage._native import SchemaValidator, Transaction
 from alkdev_storage.errors import (
     AlreadyExistsError,
@@ -72,6 +73,7 @@ from alkdev_storage.errors import (
     EdgeDirectionError,
     EndpointTypeError,
     Error,
+    InputTypeError,
     InvalidInputError,
     MissingEndpointError,
     MultiEdgeError,
@@ -199,9 +201,9 @@ def _edge_data(edge: Edge) -> dict[str, Any]:
 
 def _str(name: str, value: object) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+        raise InputTypeError(f"{name} must be a str, not {type(value).__name__}")
     if not value:
-        raise ValueError(f"{name} must not be empty")
+        raise InvalidInputError(f"{name} must not be empty")
     return value
 
 
@@ -211,15 +213,15 @@ def _optional_str(name: str, value: object) -> str | None:
 
 def _optional_bool(name: str, value: object) -> bool | None:
     if value is not None and not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool or None, not {type(value).__name__}")
+        raise InputTypeError(f"{name} must be a bool or None, not {type(value).__name__}")
     return value
 
 
 def _status(value: object) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"status must be a str, not {type(value).__name__}")
+        raise InputTypeError(f"status must be a str, not {type(value).__name__}")
     if value not in STATUSES:
-        raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {value!r}")
+        raise InvalidInputError(f"status must be one of {', '.join(STATUSES)}; got {shown(value)}")
     return value
 
 
@@ -403,7 +405,7 @@ class Graphs:
             (graph_id,),
         )
         if row is None:
-            raise NotFoundError(f"no graph {graph_id!r} (it was deleted)")
+            raise NotFoundError(f"no graph {shown(graph_id)} (it was deleted)")
         status, type_id, version, meta = row
         if type_id is None:
             return status, None
@@ -433,11 +435,13 @@ class Graphs:
         type_name = _optional_str("type", type)
         graph_name = _name("name", name, self.limits)
         if not graph_name.strip():
-            raise ValueError("name must not be blank")
+            raise InvalidInputError("name must not be blank")
         owner = _optional_str("owner_id", owner_id)
         project = _optional_str("project_id", project_id)
         if not isinstance(description, str):
-            raise TypeError(f"description must be a str, not {builtins.type(description).__name__}")
+            raise InputTypeError(
+                f"description must be a str, not {builtins.type(description).__name__}"
+            )
         self.limits.text("description", description, self.limits.text_length, empty=True)
         state = _status(status)
         meta = self.limits.document("metadata", metadata)
@@ -446,7 +450,7 @@ class Graphs:
         if type_name is not None:
             info = read_type(self._db, name=type_name)
             if info is None:
-                raise UnknownTypeError(f"no graph type {type_name!r}")
+                raise UnknownTypeError(f"no graph type {shown(type_name)}")
             self.graph_types.check_can_use(info)
         graph_id = _new_id()
         now = int(time.time())
@@ -455,7 +459,7 @@ class Graphs:
                 # The type may have gone (or changed owner) since it was read.
                 current = read_type(t, type_id=info.id)
                 if current is None:
-                    raise UnknownTypeError(f"no graph type {type_name!r}")
+                    raise UnknownTypeError(f"no graph type {shown(type_name)}")
                 if current.owner_id != info.owner_id or current.scope != info.scope:
                     self.graph_types.check_can_use(current)
                 info = current
@@ -498,7 +502,7 @@ class Graphs:
         _str("graph_id", graph_id)
         row = self._db.query_one(f"{_GRAPH_SELECT} WHERE g.id = ?", (graph_id,), as_dict=True)
         if row is None:
-            raise NotFoundError(f"no graph {graph_id!r} in organization {self.org_id!r}")
+            raise NotFoundError(f"no graph {shown(graph_id)} in organization {shown(self.org_id)}")
         return Graph(self, row)
 
     def list(
@@ -536,12 +540,14 @@ class Graphs:
         with self._writing(native, "set_graph_status") as t:
             row = t.query_one(f"{_GRAPH_SELECT} WHERE g.id = ?", (graph_id,), as_dict=True)
             if row is None:
-                raise NotFoundError(f"no graph {graph_id!r} in organization {self.org_id!r}")
+                raise NotFoundError(
+                    f"no graph {shown(graph_id)} in organization {shown(self.org_id)}"
+                )
             old = row["status"]
             if (old, new) not in TRANSITIONS:
                 raise StatusTransitionError(
-                    f"graph {graph_id!r} cannot go from {old!r} to {new!r} (allowed: draft → "
-                    "active → archived, draft → archived, archived → active)"
+                    f"graph {shown(graph_id)} cannot go from {shown(old)} to {shown(new)} "
+                    "(allowed: draft → active → archived, draft → archived, archived → active)"
                 )
             now = int(time.time())
             t.execute(
@@ -564,7 +570,9 @@ class Graphs:
                 {"g": graph_id},
             )
             if row is None:
-                raise NotFoundError(f"no graph {graph_id!r} in organization {self.org_id!r}")
+                raise NotFoundError(
+                    f"no graph {shown(graph_id)} in organization {shown(self.org_id)}"
+                )
             t.execute("DELETE FROM graphs WHERE id = ?", (graph_id,))
             self._publish(
                 t,
@@ -593,7 +601,7 @@ class Graph:
         self._row = dict(row)
 
     def __repr__(self) -> str:
-        return f"<Graph {self.name!r} ({self.type_name}, {self.status}) {self.id}>"
+        return f"<Graph {shown(self.name)} ({self.type_name}, {self.status}) {self.id}>"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Graph):
@@ -671,7 +679,8 @@ class Graph:
         """Rule 1's precondition: a graph that lost its type is read-only."""
         if info is None:
             raise ArchivedGraphError(
-                f"graph {self.id!r} has lost its type (its graph type was deleted) and is read-only"
+                f"graph {shown(self.id)} has lost its type (its graph type was deleted) "
+                "and is read-only"
             )
         return info
 
@@ -680,7 +689,7 @@ class Graph:
         self._typed(info)
         if status == "archived":
             raise ArchivedGraphError(
-                f"graph {self.id!r} is archived and read-only; set its status to 'active' "
+                f"graph {shown(self.id)} is archived and read-only; set its status to 'active' "
                 "to write to it"
             )
 
@@ -719,7 +728,7 @@ class Graph:
         for end, end_type in (("source", source_type), ("target", target_type)):
             if end_type is None:
                 name = source if end == "source" else target
-                raise MissingEndpointError(f"{what}: {end} node {name!r} is not in the graph")
+                raise MissingEndpointError(f"{what}: {end} node {shown(name)} is not in the graph")
         for end, end_type, allowed in (
             ("source", source_type, edge_type.allowed_source_types),
             ("target", target_type, edge_type.allowed_target_types),
@@ -727,8 +736,9 @@ class Graph:
             if allowed and end_type not in allowed:
                 name = source if end == "source" else target
                 raise EndpointTypeError(
-                    f"{what}: edge type {edge_type.name!r} does not allow a {end_type!r} node "
-                    f"({name!r}) as {end}; allowed: {', '.join(allowed)}"
+                    f"{what}: edge type {shown(edge_type.name)} does not allow a "
+                    f"{shown(end_type)} node ({shown(name)}) as {end}; "
+                    f"allowed: {', '.join(allowed)}"
                 )
 
     # -- writes
@@ -745,7 +755,7 @@ class Graph:
         Publishes ``nodes:created``."""
         node_key = _key("key", key, self._graphs.limits)
         type_name = _name("type", type, self._graphs.limits)
-        what = f"node {node_key!r}"
+        what = f"node {shown(node_key)}"
         text, doc = _attributes(what, attributes, self._graphs.limits)
         native = check.native_tx(tx)
         g = self._graphs
@@ -764,7 +774,9 @@ class Graph:
                     (node.id, self.id, node_key, type_name, text, now, now),
                 )
             except ConstraintError as exc:
-                raise _unique_key_error(exc, f"graph {self.id!r} already has a {what}") from None
+                raise _unique_key_error(
+                    exc, f"graph {shown(self.id)} already has a {what}"
+                ) from None
             g._publish(
                 t, "nodes:created", node.id, graph_id=self.id, key=node_key, data=_node_data(node)
             )
@@ -790,7 +802,11 @@ class Graph:
         type_name = _name("type", type, self._graphs.limits)
         edge_key = None if key is None else _key("key", key, self._graphs.limits)
         requested = _optional_bool("undirected", undirected)
-        what = f"edge {edge_key!r}" if edge_key is not None else f"edge {src!r} -> {dst!r}"
+        what = (
+            f"edge {shown(edge_key)}"
+            if edge_key is not None
+            else f"edge {shown(src)} -> {shown(dst)}"
+        )
         text, doc = _attributes(what, attributes, self._graphs.limits)
         native = check.native_tx(tx)
         g = self._graphs
@@ -810,7 +826,7 @@ class Graph:
             config = typed.config
             is_undirected = self._undirected(config, requested)
             if src == dst and not config.allow_self_loops:
-                raise SelfLoopError(f"{what}: graph type {typed.name!r} allows no self-loops")
+                raise SelfLoopError(f"{what}: graph type {shown(typed.name)} allows no self-loops")
             if not config.multi:
                 # Two index lookups (see "Query plans"), not one OR.
                 clash = t.query_one(
@@ -823,8 +839,8 @@ class Graph:
                 if clash is not None:
                     kind = "undirected " if is_undirected else ""
                     raise MultiEdgeError(
-                        f"{what}: graph type {typed.name!r} allows one edge per pair of nodes "
-                        f"and {src!r}, {dst!r} already have one (new {kind}edge)"
+                        f"{what}: graph type {shown(typed.name)} allows one edge per pair of nodes "
+                        f"and {shown(src)}, {shown(dst)} already have one (new {kind}edge)"
                     )
             self._check_direction(config, is_undirected, what)
             self._writable(status, info)
@@ -849,7 +865,9 @@ class Graph:
                     ),
                 )
             except ConstraintError as exc:
-                raise _unique_key_error(exc, f"graph {self.id!r} already has an {what}") from None
+                raise _unique_key_error(
+                    exc, f"graph {shown(self.id)} already has an {what}"
+                ) from None
             g._publish(
                 t, "edges:created", edge.id, graph_id=self.id, key=edge_key, data=_edge_data(edge)
             )
@@ -861,9 +879,9 @@ class Graph:
         """Replace the node's attributes (validated against its type; keys
         and types never change). Publishes ``nodes:updated``."""
         node_key = _str("key", key)
-        what = f"node {node_key!r}"
+        what = f"node {shown(node_key)}"
         if attributes is None:
-            raise TypeError(f"{what}: attributes must be a mapping, not None")
+            raise InputTypeError(f"{what}: attributes must be a mapping, not None")
         text, doc = _attributes(what, attributes, self._graphs.limits)
         native = check.native_tx(tx)
         g = self._graphs
@@ -874,7 +892,7 @@ class Graph:
                 (self.id, node_key),
             )
             if row is None:
-                raise NotFoundError(f"graph {self.id!r} has no {what}")
+                raise NotFoundError(f"graph {shown(self.id)} has no {what}")
             node_id, type_name, created_at = row
             node_type = self._node_type(info, type_name)
             typed = self._typed(info)
@@ -897,9 +915,9 @@ class Graph:
         """Replace the attributes of the edge named `key` (validated).
         Publishes ``edges:updated``."""
         edge_key = _str("key", key)
-        what = f"edge {edge_key!r}"
+        what = f"edge {shown(edge_key)}"
         if attributes is None:
-            raise TypeError(f"{what}: attributes must be a mapping, not None")
+            raise InputTypeError(f"{what}: attributes must be a mapping, not None")
         text, doc = _attributes(what, attributes, self._graphs.limits)
         native = check.native_tx(tx)
         g = self._graphs
@@ -910,7 +928,7 @@ class Graph:
                 (self.id, edge_key),
             )
             if row is None:
-                raise NotFoundError(f"graph {self.id!r} has no {what}")
+                raise NotFoundError(f"graph {shown(self.id)} has no {what}")
             old = _edge(row)
             edge_type = self._edge_type(info, old.type)
             typed = self._typed(info)
@@ -948,7 +966,7 @@ class Graph:
                 "SELECT id, type FROM nodes WHERE graph_id = ? AND key = ?", (self.id, node_key)
             )
             if row is None:
-                raise NotFoundError(f"graph {self.id!r} has no node {node_key!r}")
+                raise NotFoundError(f"graph {shown(self.id)} has no node {shown(node_key)}")
             self._writable(status, info)
             node_id, type_name = row
             # Two index lookups (see "Query plans"); a self-loop only once.
@@ -996,7 +1014,7 @@ class Graph:
                 (self.id, edge_key),
             )
             if row is None:
-                raise NotFoundError(f"graph {self.id!r} has no edge {edge_key!r}")
+                raise NotFoundError(f"graph {shown(self.id)} has no edge {shown(edge_key)}")
             self._writable(status, info)
             edge_id, edge_type, src, dst, und = row
             t.execute("DELETE FROM edges WHERE id = ?", (edge_id,))
@@ -1018,7 +1036,7 @@ class Graph:
             f"SELECT {_NODE_COLUMNS} FROM nodes WHERE graph_id = ? AND key = ?", (self.id, key)
         )
         if row is None:
-            raise NotFoundError(f"graph {self.id!r} has no node {key!r}")
+            raise NotFoundError(f"graph {shown(self.id)} has no node {shown(key)}")
         return _node(row)
 
     def edge(self, key: str) -> Edge:
@@ -1028,7 +1046,7 @@ class Graph:
             f"SELECT {_EDGE_COLUMNS} FROM edges WHERE graph_id = ? AND key = ?", (self.id, key)
         )
         if row is None:
-            raise NotFoundError(f"graph {self.id!r} has no edge {key!r}")
+            raise NotFoundError(f"graph {shown(self.id)} has no edge {shown(key)}")
         return _edge(row)
 
     def nodes(
@@ -1052,7 +1070,9 @@ class Graph:
             params.append(_str("type", type))
         if where is not None:
             if not isinstance(where, Mapping):
-                raise TypeError(f"where must be a mapping, not {builtins.type(where).__name__}")
+                raise InputTypeError(
+                    f"where must be a mapping, not {builtins.type(where).__name__}"
+                )
             for path, value in where.items():
                 clause, values = _where(path, value)
                 clauses.append(clause)
@@ -1066,7 +1086,7 @@ class Graph:
         except OperationalError as exc:
             if "JSON path" not in str(exc):
                 raise
-            raise ValueError(f"where: {exc}") from None
+            raise InvalidInputError(f"where: {exc}") from None
         return [_node(row) for row in rows]
 
     def edges(
@@ -1097,7 +1117,7 @@ class Graph:
             "SELECT 1 FROM nodes WHERE graph_id = ? AND key = ?", (self.id, key)
         )
         if row is None:
-            raise NotFoundError(f"graph {self.id!r} has no node {key!r}")
+            raise NotFoundError(f"graph {shown(self.id)} has no node {shown(key)}")
 
     def neighbors(
         self, key: str, *, direction: str = "out", edge_type: str | None = None
@@ -1170,7 +1190,7 @@ class Graph:
         g = self._graphs
         row = g._db.query_one(f"{_GRAPH_SELECT} WHERE g.id = ?", (self.id,), as_dict=True)
         if row is None:
-            raise NotFoundError(f"no graph {self.id!r} in organization {g.org_id!r}")
+            raise NotFoundError(f"no graph {shown(self.id)} in organization {shown(g.org_id)}")
         graph = Graph(g, row)
         config = _UNTYPED_OPTIONS
         if row["graph_type_id"] is not None:
@@ -1277,12 +1297,12 @@ class Graph:
                 node_type = info.node_types.get(type_name)
                 if node_type is None:
                     raise UnknownTypeError(
-                        f"nodes[{i}] ({key!r}): graph type {info.name!r} has no node type "
-                        f"{type_name!r}"
+                        f"nodes[{i}] ({shown(key)}): graph type {shown(info.name)} has no "
+                        f"node type {shown(type_name)}"
                     )
                 compiled = validators[type_name] = self._graphs._validator(info, node_type)
             if compiled.validate_json(text):
-                _check(compiled, text, f"nodes[{i}] ({key!r})")
+                _check(compiled, text, f"nodes[{i}] ({shown(key)})")
             rows.append((ids[i], graph_id, key, type_name, text, now, now))
         return rows
 
@@ -1336,8 +1356,8 @@ class Graph:
                 edge_type = info.edge_types.get(type_name)
                 if edge_type is None:
                     raise UnknownTypeError(
-                        f"{_label(i, key, src, dst)}: graph type {info.name!r} has no edge type "
-                        f"{type_name!r}"
+                        f"{_label(i, key, src, dst)}: graph type {shown(info.name)} has no "
+                        f"edge type {shown(type_name)}"
                     )
                 found = types[type_name] = (edge_type, self._graphs._validator(info, edge_type))
             edge_type, compiled = found
@@ -1361,14 +1381,16 @@ class Graph:
             is_undirected = True if undirected_graph else bool(requested)
             if src == dst and not loops:
                 raise SelfLoopError(
-                    f"{_label(i, key, src, dst)}: graph type {info.name!r} allows no self-loops"
+                    f"{_label(i, key, src, dst)}: graph type {shown(info.name)} "
+                    "allows no self-loops"
                 )
             if not multi:
                 pair = (src, dst)
                 if pair in ordered or pair in either or (is_undirected and (dst, src) in ordered):
                     raise MultiEdgeError(
-                        f"{_label(i, key, src, dst)}: graph type {info.name!r} allows one edge "
-                        f"per pair of nodes and {src!r}, {dst!r} already have one"
+                        f"{_label(i, key, src, dst)}: graph type {shown(info.name)} allows "
+                        f"one edge per pair of nodes and {shown(src)}, {shown(dst)} already "
+                        "have one"
                     )
                 ordered.add(pair)
                 if is_undirected:
@@ -1399,7 +1421,9 @@ class Graph:
                 (self.id, json.dumps(keys)),
             )
             if taken is not None:
-                raise AlreadyExistsError(f"graph {self.id!r} already has a {kind} {taken[0]!r}")
+                raise AlreadyExistsError(
+                    f"graph {shown(self.id)} already has a {kind} {shown(taken[0])}"
+                )
 
 
 # ---------------------------------------------------------------- query helpers
@@ -1418,7 +1442,11 @@ class Graph:
 
 def _label(i: int, key: str | None, source: str, target: str) -> str:
     """How an error names the edge at position `i` of an import document."""
-    return f"edges[{i}] ({key!r})" if key is not None else f"edges[{i}] ({source!r} -> {target!r})"
+    return (
+        f"edges[{i}] ({shown(key)})"
+        if key is not None
+        else f"edges[{i}] ({shown(source)} -> {shown(target)})"
+    )
 
 
 # The JSON paths SQLite's json_extract accepts: '$' then any number of
@@ -1430,22 +1458,24 @@ _MAX_PATH = 1024
 def _where(path: object, value: object) -> tuple[str, builtins.list[Any]]:
     """One JSON-path equality of `Graph.nodes` as SQL and its parameters."""
     if not isinstance(path, str):
-        raise TypeError(f"where: a path must be a str, not {type(path).__name__}")
+        raise InputTypeError(f"where: a path must be a str, not {type(path).__name__}")
     if not path.startswith("$"):
-        raise ValueError(f"where: {path!r} is not a JSON path (they start with '$', e.g. '$.a.b')")
+        raise InvalidInputError(
+            f"where: {shown(path)} is not a JSON path (they start with '$', e.g. '$.a.b')"
+        )
     if len(path) > _MAX_PATH or _JSON_PATH.fullmatch(path) is None:
         # Checked here, not left to SQLite: it reports a bad path only when a
         # row reaches it, so a graph without matching rows would accept it.
-        shown = repr(path if len(path) <= 60 else path[:60] + "...")
+        label = repr(path if len(path) <= 60 else path[:60] + "...")
         raise InvalidInputError(
-            f"where: bad JSON path: {shown} (use '$', '.key', '.\"any key\"', '[N]' or '[#-N]')"
+            f"where: bad JSON path: {label} (use '$', '.key', '.\"any key\"', '[N]' or '[#-N]')"
         )
     if value is None:
         return "json_type(attributes, ?) = 'null'", [path]
     if isinstance(value, bool):
         return "json_type(attributes, ?) = ?", [path, "true" if value else "false"]
     if isinstance(value, int | float):
-        check.dumps(value, f"where {path!r}")  # refuses NaN and infinities
+        check.dumps(value, f"where {shown(path)}")  # refuses NaN and infinities
         return (
             "(json_extract(attributes, ?) = ? AND json_type(attributes, ?) IN ('integer', 'real'))",
             [path, value, path],
@@ -1456,8 +1486,9 @@ def _where(path: object, value: object) -> tuple[str, builtins.list[Any]]:
             value,
             path,
         ]
-    raise TypeError(
-        f"where {path!r}: compare with a str, int, float, bool or None, not {type(value).__name__}"
+    raise InputTypeError(
+        f"where {shown(path)}: compare with a str, int, float, bool or None, "
+        f"not {type(value).__name__}"
     )
 
 
@@ -1488,7 +1519,9 @@ def _hops(
     ``edges e`` it reaches and its join condition (``{frontier}`` is left
     for the caller to fill); and the named parameters."""
     if not isinstance(direction, str) or direction not in _HOPS:
-        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}")
+        raise InvalidInputError(
+            f"direction must be one of {', '.join(DIRECTIONS)}; got {shown(direction)}"
+        )
     params: dict[str, Any] = {"g": graph_id}
     of_type = ""
     if edge_type is not None:
@@ -1518,7 +1551,7 @@ _EDGE_FIELDS = frozenset({"key", "type", "source", "target", "attributes", "undi
 def _items(doc: Mapping[str, Any], name: str) -> Sequence[Any]:
     items = doc.get(name, [])
     if isinstance(items, str | bytes) or not isinstance(items, Sequence):
-        raise TypeError(f"{name} must be a list, not {type(items).__name__}")
+        raise InputTypeError(f"{name} must be a list, not {type(items).__name__}")
     return items
 
 
@@ -1530,27 +1563,29 @@ def _parse_document(
     before any write. Labels for error messages are built only on error:
     this loop runs once per row of a bulk import."""
     if not isinstance(doc, Mapping):
-        raise TypeError(f"an import document must be a mapping, not {type(doc).__name__}")
+        raise InputTypeError(f"an import document must be a mapping, not {type(doc).__name__}")
     unknown = set(doc) - _DOC_FIELDS
     if unknown:
-        raise ValueError(f"unknown document field(s): {', '.join(sorted(map(str, unknown)))}")
+        raise InvalidInputError(
+            f"unknown document field(s): {', '.join(sorted(map(str, unknown)))}"
+        )
     for name in ("attributes", "options"):
         if doc.get(name) is not None and not isinstance(doc[name], Mapping):
-            raise TypeError(f"{name} must be a mapping")
+            raise InputTypeError(f"{name} must be a mapping")
     nodes: builtins.list[_DocNode] = []
     seen: set[str] = set()
     longest_key, longest_name = limits.key_length, limits.name_length
     for i, item in enumerate(_items(doc, "nodes")):
         if type(item) is not dict and not isinstance(item, Mapping):
-            raise TypeError(f"nodes[{i}] must be a mapping, not {type(item).__name__}")
+            raise InputTypeError(f"nodes[{i}] must be a mapping, not {type(item).__name__}")
         if not item.keys() <= _NODE_FIELDS:
             extra = ", ".join(sorted(map(str, item.keys() - _NODE_FIELDS)))
-            raise ValueError(f"nodes[{i}]: unknown field(s): {extra}")
+            raise InvalidInputError(f"nodes[{i}]: unknown field(s): {extra}")
         key = item.get("key")
         if type(key) is not str or not key or len(key) > longest_key or "\x00" in key:
             key = _key(f"nodes[{i}].key", key, limits)
         if key in seen:
-            raise AlreadyExistsError(f"nodes[{i}]: node key {key!r} appears twice")
+            raise AlreadyExistsError(f"nodes[{i}]: node key {shown(key)} appears twice")
         seen.add(key)
         type_name = item.get("type")
         if (
@@ -1563,22 +1598,22 @@ def _parse_document(
         try:
             text = _encode(item.get("attributes"), limits)
         except (TypeError, ValueError) as exc:
-            raise type(exc)(f"nodes[{i}] ({key!r}): {exc}") from None
+            raise type(exc)(f"nodes[{i}] ({shown(key)}): {exc}") from None
         nodes.append((key, type_name, text))
     edges: builtins.list[_DocEdge] = []
     seen = set()
     for i, item in enumerate(_items(doc, "edges")):
         if type(item) is not dict and not isinstance(item, Mapping):
-            raise TypeError(f"edges[{i}] must be a mapping, not {type(item).__name__}")
+            raise InputTypeError(f"edges[{i}] must be a mapping, not {type(item).__name__}")
         if not item.keys() <= _EDGE_FIELDS:
             extra = ", ".join(sorted(map(str, item.keys() - _EDGE_FIELDS)))
-            raise ValueError(f"edges[{i}]: unknown field(s): {extra}")
+            raise InvalidInputError(f"edges[{i}]: unknown field(s): {extra}")
         key = item.get("key")
         if key is not None:
             if type(key) is not str or not key or len(key) > longest_key or "\x00" in key:
                 key = _key(f"edges[{i}].key", key, limits)
             if key in seen:
-                raise AlreadyExistsError(f"edges[{i}]: edge key {key!r} appears twice")
+                raise AlreadyExistsError(f"edges[{i}]: edge key {shown(key)} appears twice")
             seen.add(key)
         type_name = item.get("type")
         src = item.get("source")

@@ -24,7 +24,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from alkdev_storage import _checks as check
 from alkdev_storage import _documents as documents
+from alkdev_storage._checks import shown
+from alkdev_storage.errors import InputTypeError, InvalidInputError
 
 SCOPES = ("system", "tenant", "user")
 GRAPH_KINDS = ("directed", "undirected", "mixed")
@@ -33,14 +36,16 @@ GRAPH_KINDS = ("directed", "undirected", "mixed")
 def _frozen_json(value: Any) -> Any:
     """A deep copy of JSON-like data (dicts stay dicts: specs compare by
     value, and schemas are handed to the validator as they are)."""
-    return json.loads(json.dumps(value, allow_nan=False))
+    return json.loads(check.dumps(value, "a schema"))
 
 
 def _name(kind: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{kind} name must be a non-empty str")
+        raise InvalidInputError(f"{kind} name must be a non-empty str")
     if len(value) > 100 or value != value.strip():
-        raise ValueError(f"{kind} name {value!r} must be at most 100 characters, no padding")
+        raise InvalidInputError(
+            f"{kind} name {shown(value)} must be at most 100 characters, no padding"
+        )
     return value
 
 
@@ -55,9 +60,9 @@ class GraphConfig:
 
     def __post_init__(self) -> None:
         if self.type not in GRAPH_KINDS:
-            raise ValueError(f"graph type must be one of {', '.join(GRAPH_KINDS)}")
+            raise InvalidInputError(f"graph type must be one of {', '.join(GRAPH_KINDS)}")
         if not isinstance(self.multi, bool) or not isinstance(self.allow_self_loops, bool):
-            raise TypeError("multi and allow_self_loops must be bools")
+            raise InputTypeError("multi and allow_self_loops must be bools")
 
     def to_document(self) -> dict[str, Any]:
         return {"type": self.type, "multi": self.multi, "allowSelfLoops": self.allow_self_loops}
@@ -100,7 +105,7 @@ class EdgeTypeSpec:
         for attr in ("allowed_source_types", "allowed_target_types"):
             value = getattr(self, attr)
             if isinstance(value, str):
-                raise TypeError(f"{attr} must be a list of node-type names, not a str")
+                raise InputTypeError(f"{attr} must be a list of node-type names, not a str")
             object.__setattr__(self, attr, tuple(_name("node type", n) for n in value))
 
     def to_document(self) -> dict[str, Any]:
@@ -127,15 +132,17 @@ class GraphTypeSpec:
     def __post_init__(self) -> None:
         _name("graph type", self.name)
         if self.scope not in SCOPES:
-            raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+            raise InvalidInputError(f"scope must be one of {', '.join(SCOPES)}")
         if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
-            raise ValueError("version must be an int of at least 1")
+            raise InvalidInputError("version must be an int of at least 1")
         nodes = {_name("node type", k): v for k, v in self.node_types.items()}
         edges = {_name("edge type", k): v for k, v in self.edge_types.items()}
         for edge_name, edge in edges.items():
             for end in (*edge.allowed_source_types, *edge.allowed_target_types):
                 if end not in nodes:
-                    raise ValueError(f"edge type {edge_name!r} allows unknown node type {end!r}")
+                    raise InvalidInputError(
+                        f"edge type {shown(edge_name)} allows unknown node type {shown(end)}"
+                    )
         object.__setattr__(self, "node_types", MappingProxyType(dict(sorted(nodes.items()))))
         object.__setattr__(self, "edge_types", MappingProxyType(dict(sorted(edges.items()))))
 
@@ -176,7 +183,7 @@ class GraphTypeSpec:
         if isinstance(doc, str):
             doc = documents.load(doc, source="graph-type document")
         if not isinstance(doc, Mapping):
-            raise TypeError("a graph-type document must be a mapping")
+            raise InputTypeError("a graph-type document must be a mapping")
         unknown = set(doc) - {
             "name",
             "scope",
@@ -187,7 +194,8 @@ class GraphTypeSpec:
             "edgeTypes",
         }
         if unknown:
-            raise ValueError(f"unknown graph-type field(s): {', '.join(sorted(unknown))}")
+            listed = ", ".join(sorted(map(shown, unknown)))
+            raise InvalidInputError(f"unknown graph-type field(s): {listed}")
         return cls(
             name=doc.get("name", ""),
             scope=doc.get("scope", "tenant"),

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage import events
-from alkdev_storage.errors import UnknownTypeError
+from alkdev_storage._checks import shown
+from alkdev_storage.errors import InvalidInputError, UnknownTypeError
 from alkdev_storage.metagraph import _validation
 from alkdev_storage.metagraph.specs import GraphTypeSpec
 from alkdev_storage.metagraph.types import (
@@ -37,9 +38,9 @@ class SystemGraphTypes:
         if not isinstance(spec, GraphTypeSpec):
             spec = GraphTypeSpec.from_document(spec)
         if spec.scope != "system":
-            raise ValueError(
-                f"store.graph_types registers system types; {spec.name!r} has scope "
-                f"{spec.scope!r} (register tenant and user types in a tenant file)"
+            raise InvalidInputError(
+                f"store.graph_types registers system types; {shown(spec.name)} has scope "
+                f"{shown(spec.scope)} (register tenant and user types in a tenant file)"
             )
         compile_all(spec, self._store.limits)
         db = self._store.system
@@ -65,7 +66,7 @@ class SystemGraphTypes:
     def get(self, name: str) -> GraphTypeInfo:
         found = read_type(self._store.system, name=name)
         if found is None:
-            raise UnknownTypeError(f"no system graph type {name!r}")
+            raise UnknownTypeError(f"no system graph type {shown(name)}")
         return found
 
     def list(self) -> list[GraphTypeInfo]:

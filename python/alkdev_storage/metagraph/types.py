@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alkdev_storage import events
+from alkdev_storage._checks import shown
 from alkdev_storage._database import Database
 from alkdev_storage._native import Transaction
 from alkdev_storage.errors import (
@@ -120,13 +121,13 @@ class GraphTypeInfo:
     def node_type(self, name: str) -> NodeTypeInfo:
         found = self.node_types.get(name)
         if found is None:
-            raise UnknownTypeError(f"graph type {self.name!r} has no node type {name!r}")
+            raise UnknownTypeError(f"graph type {shown(self.name)} has no node type {shown(name)}")
         return found
 
     def edge_type(self, name: str) -> EdgeTypeInfo:
         found = self.edge_types.get(name)
         if found is None:
-            raise UnknownTypeError(f"graph type {self.name!r} has no edge type {name!r}")
+            raise UnknownTypeError(f"graph type {shown(self.name)} has no edge type {shown(name)}")
         return found
 
 
@@ -202,7 +203,7 @@ def compile_all(spec: GraphTypeSpec, limits: Limits = DEFAULT_LIMITS) -> None:
                 _validation.expansion(t.schema, limits.schema_expansion)
                 _validation.compile_schema(t.schema)
             except ValueError as exc:
-                raise type(exc)(f"{kind} type {name!r} of {spec.name!r}: {exc}") from None
+                raise type(exc)(f"{kind} type {shown(name)} of {shown(spec.name)}: {exc}") from None
 
 
 def write_type(
@@ -274,13 +275,13 @@ def needs_write(existing: GraphTypeInfo | None, spec: GraphTypeSpec) -> bool:
     if existing.fingerprint == spec.fingerprint and existing.scope == spec.scope:
         if spec.version < existing.version:
             raise TypeVersionError(
-                f"graph type {spec.name!r} is at version {existing.version}; "
+                f"graph type {shown(spec.name)} is at version {existing.version}; "
                 f"version {spec.version} is older"
             )
         return spec.version > existing.version
     if spec.version <= existing.version:
         raise TypeVersionError(
-            f"graph type {spec.name!r} changed but its version did not go up "
+            f"graph type {shown(spec.name)} changed but its version did not go up "
             f"(stored {existing.version}, given {spec.version}); register it as version "
             f"{existing.version + 1}"
         )
@@ -341,7 +342,7 @@ class GraphTypes:
         ):
             self._refuse(
                 SystemTypeProtectedError(
-                    f"{name!r} is a system graph type; tenants cannot {op} system types"
+                    f"{shown(name)} is a system graph type; tenants cannot {op} system types"
                 ),
                 op,
                 name,
@@ -350,7 +351,7 @@ class GraphTypes:
             existing is None and name in self._system_names()
         ):
             self._refuse(
-                ReservedTypeNameError(f"{name!r} is the name of a system graph type"), op, name
+                ReservedTypeNameError(f"{shown(name)} is the name of a system graph type"), op, name
             )
         if actor.privileged:
             return
@@ -358,7 +359,7 @@ class GraphTypes:
         if "tenant" in scopes and not actor.is_admin:
             self._refuse(
                 NotTenantAdminError(
-                    f"only the organization's owners and admins may {op} tenant type {name!r}"
+                    f"only the organization's owners and admins may {op} tenant type {shown(name)}"
                 ),
                 op,
                 name,
@@ -369,7 +370,7 @@ class GraphTypes:
             and existing.owner_id != actor.account_id
         ):
             self._refuse(
-                NotTypeOwnerError(f"user type {name!r} belongs to another account"), op, name
+                NotTypeOwnerError(f"user type {shown(name)} belongs to another account"), op, name
             )
 
     def register(self, spec: GraphTypeSpec | Mapping[str, Any] | str) -> GraphTypeInfo:
@@ -406,7 +407,7 @@ class GraphTypes:
     def get(self, name: str) -> GraphTypeInfo:
         found = read_type(self._db, name=name)
         if found is None:
-            raise UnknownTypeError(f"no graph type {name!r}")
+            raise UnknownTypeError(f"no graph type {shown(name)}")
         return found
 
     def list(self) -> list[GraphTypeInfo]:
@@ -435,7 +436,7 @@ class GraphTypes:
         if info.scope == "user" and not actor.privileged and info.owner_id != actor.account_id:
             self._refuse(
                 NotTypeOwnerError(
-                    f"only the owner of user type {info.name!r} may create graphs of it"
+                    f"only the owner of user type {shown(info.name)} may create graphs of it"
                 ),
                 "use",
                 info.name,

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alkdev_storage._checks import shown
 from alkdev_storage._closing import Closing
 from alkdev_storage._database import Database
 from alkdev_storage._native import Transaction
@@ -194,12 +195,12 @@ class Rights:
         seq, status, level, org_exists = row
         error: Exception | None = None
         if status is None:
-            error = NotAMemberError(f"account {self._account_id!r} no longer exists")
+            error = NotAMemberError(f"account {shown(self._account_id)} no longer exists")
         elif status != "active":
-            error = AccountInactiveError(f"account {self._account_id!r} is {status}")
+            error = AccountInactiveError(f"account {shown(self._account_id)} is {status}")
         elif level is None:
             error = NotAMemberError(
-                f"account {self._account_id!r} is not a member of {self._org_id!r}"
+                f"account {shown(self._account_id)} is not a member of {shown(self._org_id)}"
             )
         if error is not None:
             self._generation = _UNREAD  # ask again next time: it may come back

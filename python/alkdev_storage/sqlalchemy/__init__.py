@@ -31,7 +31,9 @@ from sqlalchemy.orm import Session
 
 from alkdev_storage import _native
 from alkdev_storage import dbapi as _dbapi
+from alkdev_storage._checks import shown
 from alkdev_storage._database import Database
+from alkdev_storage.errors import InputTypeError
 from alkdev_storage.sqlalchemy.dialect import AlkdevDialect
 
 __all__ = ["AlkdevDialect", "database", "dbapi_connection", "transaction"]
@@ -46,13 +48,13 @@ def dbapi_connection(bind: Session | Connection | _dbapi.Connection) -> _dbapi.C
     if isinstance(bind, Session):
         bind = bind.connection()
     if not isinstance(bind, Connection):
-        raise TypeError(
+        raise InputTypeError(
             f"expected a Session, a Connection or a dbapi.Connection, not {type(bind).__name__}"
         )
     raw: Any = bind.connection.dbapi_connection
     if not isinstance(raw, _dbapi.Connection):
-        raise TypeError(
-            f"{bind.engine.url.drivername!r} is not the sqlite+alkdev dialect: "
+        raise InputTypeError(
+            f"{shown(bind.engine.url.drivername)} is not the sqlite+alkdev dialect: "
             "its connections are not alkdev_storage.dbapi connections"
         )
     return raw

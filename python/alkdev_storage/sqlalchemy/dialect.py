@@ -41,6 +41,7 @@ from sqlalchemy.engine.url import URL
 
 import alkdev_storage
 from alkdev_storage import dbapi as _dbapi
+from alkdev_storage._checks import shown
 from alkdev_storage.errors import DatabaseClosedError
 
 HONKER_TABLE_PREFIX = "_honker_"
@@ -94,7 +95,7 @@ class AlkdevDialect(SQLiteDialect):
     def create_connect_args(self, url: URL) -> ConnectArgsType:
         if url.username or url.password or url.host or url.port:
             raise exc.ArgumentError(
-                f"Invalid sqlite+alkdev URL: {url!r}; it names a file: "
+                f"Invalid sqlite+alkdev URL: {shown(url)}; it names a file: "
                 "sqlite+alkdev:///relative/path.db or sqlite+alkdev:////absolute/path.db"
             )
         if not url.database or url.database == ":memory:" or url.query.get("mode") == "memory":
