@@ -179,3 +179,22 @@ def test_writes_racing_a_removal_never_land_after_it_commits(
     assert not late, f"written after the removal committed: {late[:5]}"
     assert refused > 0
     t.close()
+
+
+def test_a_deleted_account_is_refused_and_its_refusal_still_audited(
+    store: alk.Storage, org: tuple[str, str, str]
+) -> None:
+    """The audit row cannot name an account that is gone (its foreign key
+    would refuse the row); it is written without one."""
+    org_id, _, _ = org
+    carol = store.accounts.create(email="carol@x.io")
+    store.organizations.add_member(org_id, carol.id)
+    t = store.as_account(carol.id).tenant(org_id)
+    graph = t.graphs.create(name="c", type="notes")
+    store.organizations.remove_member(org_id, carol.id)
+    store.accounts.delete(carol.id)
+    with pytest.raises(alk.NotAMemberError, match="no longer exists"):
+        graph.add_node("x", type="note")
+    (row,) = [r for r in store.audit.list(action="scope.violation") if r.owner_id is None]
+    assert row.details["rule"] == "NotAMemberError" and row.org_id == org_id
+    t.close()

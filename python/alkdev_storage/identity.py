@@ -340,9 +340,10 @@ def audit(
     credential_id: str | None = None,
     credential_type: str | None = None,
     details: Mapping[str, Any] | None = None,
+    entry_id: str | None = None,
 ) -> str:
-    """Write one audit row inside `tx`; its id."""
-    entry_id = _new_id()
+    """Write one audit row inside `tx` (with `entry_id`, or a new one); its id."""
+    entry_id = _new_id() if entry_id is None else entry_id
     tx.execute(
         "INSERT INTO audit_logs (id, action, owner_id, credential_id, credential_type, org_id, "
         "details) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -398,10 +399,14 @@ def audit_failure(
             "window_s": AUDIT_FAILURE_WINDOW_S,
             "samples": [sample],
         }
-        tx.execute(
-            "INSERT INTO audit_logs (id, action, owner_id, credential_id, credential_type, "
-            "details) VALUES (?, ?, ?, ?, ?, ?)",
-            (entry_id, action, owner_id, credential_id, credential_type, json.dumps(details)),
+        audit(
+            tx,
+            action,
+            owner_id=owner_id,
+            credential_id=credential_id,
+            credential_type=credential_type,
+            details=details,
+            entry_id=entry_id,
         )
     else:
         details = json.loads(row[0])

@@ -206,12 +206,6 @@ class Subscription(Closing):
         """Per topic, the offset of the last event handed out."""
         return dict(self._cursor)
 
-    @property
-    def done_offsets(self) -> dict[str, int]:
-        """Per topic, the offset of the last event done (saved or about to
-        be: see `flush`)."""
-        return dict(self._done)
-
     def _fill(self) -> bool:
         if not self._buffer:
             rows = self._db._read_since(list(self._cursor.items()), self._batch)

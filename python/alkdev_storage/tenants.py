@@ -146,12 +146,11 @@ class Lease:
     `close()` ends it explicitly; an unreferenced lease ends when it is
     freed. Thread-safe; `close()` is idempotent."""
 
-    __slots__ = ("__weakref__", "_finalizer", "_registry", "db", "org_id")
+    __slots__ = ("__weakref__", "_finalizer", "db", "org_id")
 
     def __init__(self, registry: TenantRegistry, org_id: str, db: Database) -> None:
         self.org_id = org_id
         self.db = db
-        self._registry = registry
         # The callback holds the registry and the handle, never the lease,
         # so the lease can be freed; it must not block (see _give_back).
         self._finalizer = weakref.finalize(self, registry._give_back, org_id, db)

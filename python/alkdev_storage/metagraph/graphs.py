@@ -1466,9 +1466,9 @@ def _where(path: object, value: object) -> tuple[str, builtins.list[Any]]:
     if len(path) > _MAX_PATH or _JSON_PATH.fullmatch(path) is None:
         # Checked here, not left to SQLite: it reports a bad path only when a
         # row reaches it, so a graph without matching rows would accept it.
-        label = repr(path if len(path) <= 60 else path[:60] + "...")
         raise InvalidInputError(
-            f"where: bad JSON path: {label} (use '$', '.key', '.\"any key\"', '[N]' or '[#-N]')"
+            f"where: bad JSON path: {shown(path)} "
+            "(use '$', '.key', '.\"any key\"', '[N]' or '[#-N]')"
         )
     if value is None:
         return "json_type(attributes, ?) = 'null'", [path]

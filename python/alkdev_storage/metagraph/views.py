@@ -141,13 +141,21 @@ def _audit_refusal(
     message: str,
     details: Mapping[str, Any],
 ) -> None:
-    """A tenant's audit hook: the refusal, in ``system.db``'s audit log."""
+    """A tenant's audit hook: the refusal, in ``system.db``'s audit log.
+    The row names the account and the organization only while they exist
+    (its foreign keys would refuse the row otherwise: a handle can outlive
+    both)."""
     with system.transaction() as tx:
+        account, org = tx.query_one(
+            "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ?), "
+            "EXISTS (SELECT 1 FROM organizations WHERE id = ?)",
+            (actor.account_id, org_id),
+        ) or (0, 0)
         audit(
             tx,
             action,
-            owner_id=actor.account_id,
-            org_id=org_id,
+            owner_id=actor.account_id if account else None,
+            org_id=org_id if org else None,
             details={**details, "message": message},
         )
 
@@ -184,15 +192,13 @@ class Rights:
         """Read the account's status and membership (and the counter they
         are current at) in one snapshot; refuse, audited, if either is gone."""
         row = self._system.query_one(
-            "SELECT (SELECT seq FROM sqlite_sequence WHERE name = '_honker_stream'), "
-            "a.status, m.membership_level, "
-            "EXISTS (SELECT 1 FROM organizations WHERE id = ?) "
+            f"SELECT ({_GENERATION_SQL}), a.status, m.membership_level "
             "FROM (SELECT 1) LEFT JOIN accounts a ON a.id = ? "
             "LEFT JOIN organization_members m ON m.account_id = a.id AND m.org_id = ?",
-            (self._org_id, self._account_id, self._org_id),
+            (self._account_id, self._org_id),
         )
         assert row is not None
-        seq, status, level, org_exists = row
+        seq, status, level = row
         error: Exception | None = None
         if status is None:
             error = NotAMemberError(f"account {shown(self._account_id)} no longer exists")
@@ -204,19 +210,14 @@ class Rights:
             )
         if error is not None:
             self._generation = _UNREAD  # ask again next time: it may come back
-            with self._system.transaction() as tx:
-                audit(
-                    tx,
-                    "scope.violation",
-                    owner_id=self._account_id if status is not None else None,
-                    org_id=self._org_id if org_exists else None,
-                    details={
-                        "rule": type(error).__name__,
-                        "operation": operation,
-                        "org_id": self._org_id,
-                        "message": str(error),
-                    },
-                )
+            _audit_refusal(
+                self._system,
+                Actor(self._account_id),
+                self._org_id,
+                "scope.violation",
+                str(error),
+                {"rule": type(error).__name__, "operation": operation, "org_id": self._org_id},
+            )
             raise error
         self._actor = Actor(self._account_id, str(level))
         self._generation = int(seq or 0)
@@ -226,10 +227,13 @@ class Rights:
 _UNREAD = -1
 
 
+#: ``system.db``'s identity change counter: the last stream offset handed out.
+_GENERATION_SQL = "SELECT seq FROM sqlite_sequence WHERE name = '_honker_stream'"
+
+
 def _identity_generation(system: Database) -> int:
-    """``system.db``'s identity change counter: the last stream offset
-    handed out (0 before the first event)."""
-    row = system.query_one("SELECT seq FROM sqlite_sequence WHERE name = '_honker_stream'")
+    """``system.db``'s identity change counter (0 before the first event)."""
+    row = system.query_one(_GENERATION_SQL)
     return 0 if row is None else int(row[0])
 
 
