@@ -1,9 +1,11 @@
 //! `Database`: one file, one writer connection and a pool of readers.
 //!
 //! Invariants: the writer connection is held by at most one caller at a time
-//! (honker-core's `Writer` slot), and the thread holding it is recorded so a
-//! second, nested acquisition on the same thread is an error instead of a
-//! deadlock. Every reader is configured (busy timeout, statement cache,
+//! (`writer::WriterSlot`); a second caller waits for it up to the busy
+//! timeout, whichever thread it is on, because a transaction belongs to its
+//! object, not to the thread that began it. The one wait that could never
+//! end, a statement on the writer calling back into the database for the
+//! writer (a SQL function written in Python), fails at once. Every reader is configured (busy timeout, statement cache,
 //! honker functions) exactly once before its first use. Reads outside a
 //! transaction go to a reader (a WAL snapshot); writes outside a transaction
 //! run on the writer as their own transaction.
@@ -11,9 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use honker_core::{Readers, Writer};
+use honker_core::Readers;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
@@ -21,12 +23,13 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::convert::{to_params, to_py, Params};
 use crate::cursor::RowIterator;
-use crate::detach::{detached, detached_with, take_writer};
+use crate::detach::{detached, detached_with};
 use crate::errors::{Error, Result};
 use crate::exec::{self, Fetched, Outcome, Stats};
 use crate::functions::UserFunctions;
 use crate::transaction::Transaction;
 use crate::walguard::WalGuard;
+use crate::writer::{Taken, WriterSlot};
 
 /// How many parameter sets `executemany` converts before running them: big
 /// enough to amortise releasing the GIL, small enough to bound memory when
@@ -38,8 +41,9 @@ pub struct Settings {
     pub busy_timeout: Duration,
 }
 
-/// A small integer per OS thread, used to recognise the writer's holder.
-fn thread_token() -> u64 {
+/// A small integer per OS thread (never 0), used to recognise the writer's
+/// holder.
+pub fn thread_token() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local! {
         static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -50,7 +54,7 @@ fn thread_token() -> u64 {
 pub struct Core {
     pub path: PathBuf,
     pub readonly: bool,
-    writer: Writer,
+    writer: WriterSlot,
     readers: Readers,
     /// Readers set up so far (by handle), with the generation of
     /// `functions` each one has installed. At most `max_readers` entries
@@ -62,7 +66,10 @@ pub struct Core {
     pub functions: UserFunctions,
     settings: Settings,
     closed: AtomicBool,
-    writer_owner: AtomicU64,
+    /// The thread running a statement on the writer right now (0: none).
+    writer_running: AtomicU64,
+    /// The thread that took the writer last, for the busy error's hint.
+    writer_taken_by: AtomicU64,
     pub stats: Stats,
     /// What reader connections open: the file, or its read-only URI.
     reader_target: String,
@@ -90,16 +97,38 @@ impl Core {
         self.settings.statement_cache
     }
 
-    /// Take the writer for this thread. Fails instead of deadlocking when the
-    /// same thread already holds it.
+    /// Take the writer, waiting up to the busy timeout for its holder (a
+    /// transaction of another connection, on this thread or another) to let
+    /// go: then `BusyError`. Fails at once only when this thread is running
+    /// a statement on the writer right now (a Python SQL function calling
+    /// back into the database), a wait that could never end.
     pub fn acquire_writer(&self, py: Python<'_>) -> Result<WriterGuard<'_>> {
         self.check_open()?;
         let me = thread_token();
-        if self.writer_owner.load(Ordering::Acquire) == me {
+        if self.writer_running.load(Ordering::Acquire) == me {
             return Err(Error::NestedTransaction);
         }
-        let conn = take_writer(py, &self.writer).ok_or(Error::Closed)?;
-        self.writer_owner.store(me, Ordering::Release);
+        let conn = match self.writer.try_acquire() {
+            Some(conn) => conn,
+            None => {
+                self.stats.writer_waits.fetch_add(1, Ordering::Relaxed);
+                let timeout = self.settings.busy_timeout;
+                let deadline = Instant::now() + timeout;
+                match detached(py, || self.writer.acquire_until(deadline)) {
+                    Taken::Conn(conn) => conn,
+                    Taken::Closed => return Err(Error::Closed),
+                    Taken::TimedOut => {
+                        self.stats.writer_timeouts.fetch_add(1, Ordering::Relaxed);
+                        return Err(Error::WriterBusy {
+                            waited: timeout,
+                            this_thread: self.writer_taken_by.load(Ordering::Acquire) == me,
+                        });
+                    }
+                }
+            }
+        };
+        self.writer_taken_by.store(me, Ordering::Release);
+        self.writer_running.store(me, Ordering::Release);
         let guard = WriterGuard {
             core: self,
             conn: Some(conn),
@@ -112,8 +141,18 @@ impl Core {
         Ok(guard)
     }
 
+    /// Run `work` on the writer connection `conn` that a transaction holds,
+    /// recording this thread as running on it (see `acquire_writer`).
+    pub fn running_on_writer<T>(&self, work: impl FnOnce() -> T) -> T {
+        let me = thread_token();
+        self.writer_running.store(me, Ordering::Release);
+        let out = work();
+        self.writer_running.store(0, Ordering::Release);
+        out
+    }
+
     pub fn release_writer(&self, conn: Connection) {
-        self.writer_owner.store(0, Ordering::Release);
+        self.writer_running.store(0, Ordering::Release);
         self.writer.release(conn);
     }
 
@@ -281,6 +320,7 @@ impl WriterGuard<'_> {
     /// Keep the connection past this guard (a transaction owns it now and
     /// must call `Core::release_writer` itself).
     pub fn into_inner(mut self) -> Connection {
+        self.core.writer_running.store(0, Ordering::Release);
         self.conn
             .take()
             .expect("guard holds its connection until dropped")
@@ -535,14 +575,15 @@ pub fn open(
         detached(py, || open_writer(&path, readonly, &settings))?;
     Ok(Core {
         readonly,
-        writer: Writer::new(writer_conn),
+        writer: WriterSlot::new(writer_conn),
         readers: Readers::new(reader_target.clone(), max_readers),
         configured_readers: Mutex::new(Vec::new()),
         writer_functions: AtomicU64::new(0),
         functions: UserFunctions::default(),
         settings,
         closed: AtomicBool::new(false),
-        writer_owner: AtomicU64::new(0),
+        writer_running: AtomicU64::new(0),
+        writer_taken_by: AtomicU64::new(0),
         stats: Stats::default(),
         path,
         reader_target,
@@ -734,7 +775,9 @@ impl Database {
     }
 
     /// Statement-cache counters: statements compiled (cache misses), cache
-    /// hits, and the per-connection capacity; the connections opened for
+    /// hits, and the per-connection capacity; how often taking the writer
+    /// had to wait, and how many of those waits ran out of busy timeout;
+    /// the connections opened for
     /// DB-API read snapshots so far, and how many are idle and in use; and the
     /// RESTART checkpoints the writer's WAL hook tried so far, and how many
     /// of them found a snapshot still open when their wait ran out.
@@ -745,6 +788,8 @@ impl Database {
         d.set_item("statements_prepared", s.prepared.load(Ordering::Relaxed))?;
         d.set_item("statement_cache_hits", s.cache_hits.load(Ordering::Relaxed))?;
         d.set_item("statement_cache_capacity", self.core.statement_cache())?;
+        d.set_item("writer_waits", s.writer_waits.load(Ordering::Relaxed))?;
+        d.set_item("writer_timeouts", s.writer_timeouts.load(Ordering::Relaxed))?;
         let core = &self.core;
         let opened = core.snapshot_opened.load(Ordering::Relaxed);
         d.set_item("snapshot_connections_opened", opened)?;
@@ -924,9 +969,14 @@ impl Database {
         Ok(())
     }
 
-    /// Begin a write transaction (`BEGIN IMMEDIATE` on the writer).
-    fn transaction(&self, py: Python<'_>) -> PyResult<Transaction> {
-        Transaction::begin(py, self.core.clone())
+    /// Begin a write transaction (`BEGIN IMMEDIATE` on the writer), waiting
+    /// up to the busy timeout for another one to end. `foreign_keys=False`
+    /// leaves foreign keys unchecked until this transaction ends (what a
+    /// migration rebuilding a referenced table needs); other transactions
+    /// check them as always.
+    #[pyo3(signature = (*, foreign_keys=true))]
+    fn transaction(&self, py: Python<'_>, foreign_keys: bool) -> PyResult<Transaction> {
+        Transaction::begin(py, self.core.clone(), foreign_keys)
     }
 
     /// Checkpoint the WAL into the database file. `mode` is one of PASSIVE,

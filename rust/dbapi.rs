@@ -198,6 +198,10 @@ pub struct ConnectionBase {
     /// Reads before a transaction's first write share one snapshot.
     #[pyo3(get, set)]
     _snapshot_reads: bool,
+    /// ``PRAGMA foreign_keys`` as this connection last set it (pysqlite's
+    /// scope: the connection). Its transactions begin with that setting.
+    #[pyo3(get, set)]
+    _foreign_keys: bool,
     /// The snapshot those reads share, once one has run.
     snapshot: Option<Arc<Snapshot>>,
 }
@@ -212,6 +216,7 @@ impl ConnectionBase {
             _tx: None,
             _autocommit: false,
             _snapshot_reads: false,
+            _foreign_keys: true,
             snapshot: None,
         }
     }
@@ -347,6 +352,8 @@ struct Open<'py> {
     tx: Option<Bound<'py, PyAny>>,
     /// ``_autocommit``.
     autocommit: bool,
+    /// ``_foreign_keys``.
+    foreign_keys: bool,
     /// `ConnectionBase::reads_on_snapshot`.
     on_snapshot: bool,
     /// The snapshot the connection holds, when reads run on it.
@@ -418,6 +425,7 @@ impl CursorBase {
         };
         let tx = state._tx.as_ref().map(|tx| tx.bind(py).clone());
         let autocommit = state._autocommit;
+        let foreign_keys = state._foreign_keys;
         let on_snapshot = state.reads_on_snapshot();
         let snapshot = state.snapshot.clone().filter(|_| on_snapshot);
         drop(state);
@@ -426,6 +434,7 @@ impl CursorBase {
             db,
             tx,
             autocommit,
+            foreign_keys,
             on_snapshot,
             snapshot,
         })
@@ -510,9 +519,10 @@ impl CursorBase {
         let db = open.db.cast::<Database>()?;
         if !reader {
             // A write with no transaction open: in autocommit mode it is
-            // its own transaction on the writer; otherwise the general path
-            // opens the connection's transaction first.
-            if !open.autocommit || !plain || savepoint {
+            // its own transaction on the writer; otherwise (or with foreign
+            // keys off on this connection) the general path opens the
+            // connection's transaction first.
+            if !open.autocommit || !plain || savepoint || !open.foreign_keys {
                 return Ok(false);
             }
             let (fetched, outcome) = db.get().core.run_alone(py, sql, &params)?;

@@ -5,9 +5,7 @@
 //! convert their Python arguments first, call [`detached`], and build Python
 //! results after it returns.
 
-use honker_core::Writer;
 use pyo3::Python;
-use rusqlite::Connection;
 
 /// Run `work` with the GIL released. Other Python threads run meanwhile.
 #[inline]
@@ -17,16 +15,6 @@ where
     T: Send,
 {
     py.detach(work)
-}
-
-/// Take the writer connection: without releasing the GIL when the slot is
-/// free (the common, uncontended case), otherwise waiting detached.
-/// `None` means the writer has been closed.
-pub fn take_writer(py: Python<'_>, writer: &Writer) -> Option<Connection> {
-    match writer.try_acquire() {
-        Some(conn) => Some(conn),
-        None => detached(py, || writer.acquire()),
-    }
 }
 
 /// Move `state` (typically a held connection) into a detached call and hand

@@ -31,8 +31,14 @@ pub enum Error {
     Closed,
     /// The transaction was already committed or rolled back.
     TransactionFinished,
-    /// This thread already holds the writer through an open transaction.
+    /// This thread asked for the writer while running a statement on it.
     NestedTransaction,
+    /// The writer stayed held for the whole busy timeout; `this_thread`:
+    /// its holder was taken on the waiting thread.
+    WriterBusy {
+        waited: std::time::Duration,
+        this_thread: bool,
+    },
     /// Wrong number of parameters for the statement.
     ParameterCount { expected: usize, given: usize },
     /// A named parameter in the SQL has no value in the mapping given.
@@ -131,10 +137,29 @@ fn describe(err: &Error) -> (&'static str, String, i32) {
         ),
         Error::NestedTransaction => (
             "NestedTransactionError",
-            "this thread already holds an open transaction on this database; \
-             run the statement through that transaction or use tx.savepoint() to nest"
+            "a statement running on this database's writer (through a SQL function) \
+             asked for the writer again, which would wait for itself forever; \
+             run it through the transaction, or outside the function"
                 .into(),
             ffi::SQLITE_MISUSE,
+        ),
+        Error::WriterBusy {
+            waited,
+            this_thread,
+        } => (
+            "BusyError",
+            format!(
+                "waited {} ms (busy_timeout_ms) for this database's writer: another \
+                 transaction held it all along{}",
+                waited.as_millis(),
+                if *this_thread {
+                    "; that transaction was begun on this thread: if it is still open \
+                     here, run the statement through it (tx=...) or nest with tx.savepoint()"
+                } else {
+                    ""
+                }
+            ),
+            ffi::SQLITE_BUSY,
         ),
         Error::ParameterCount { expected, given } => (
             "ParameterCountError",

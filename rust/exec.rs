@@ -18,6 +18,10 @@ use crate::errors::{Error, Result};
 pub struct Stats {
     pub prepared: AtomicU64,
     pub cache_hits: AtomicU64,
+    /// Takings of the writer that found it held and waited.
+    pub writer_waits: AtomicU64,
+    /// Waits for the writer that ran out of busy timeout.
+    pub writer_timeouts: AtomicU64,
 }
 
 /// What `execute` reports: PEP 249 `rowcount` (-1 when the statement is not

@@ -19,6 +19,7 @@ mod schema;
 mod snapshot;
 mod transaction;
 mod walguard;
+mod writer;
 #[cfg(unix)]
 mod watch;
 

@@ -32,6 +32,16 @@ struct TxState {
     savepoints: u64,
 }
 
+/// Put the writer's foreign-key enforcement back on after a transaction
+/// that ran with it off (`foreign_keys=False`), before the writer goes back
+/// to the slot. Outside a transaction the PRAGMA takes effect; nothing else
+/// can make it fail.
+fn restore_foreign_keys(conn: &Connection, was_off: bool) {
+    if was_off {
+        let _ = exec::control(conn, "PRAGMA foreign_keys=ON");
+    }
+}
+
 /// A write transaction. Use it as a context manager (commit on success,
 /// rollback on exception) or call `commit()` / `rollback()` explicitly.
 /// Weak-referenceable, so that Python code can tie the lifetime of what the
@@ -45,12 +55,25 @@ struct TxState {
 pub struct Transaction {
     core: Arc<Core>,
     state: Mutex<TxState>,
+    /// Began with `PRAGMA foreign_keys=OFF` on the writer, which its end
+    /// turns back on.
+    foreign_keys_off: bool,
 }
 
 impl Transaction {
-    pub fn begin(py: Python<'_>, core: Arc<Core>) -> PyResult<Self> {
+    /// Take the writer and open `BEGIN IMMEDIATE` on it. With
+    /// `foreign_keys` false, foreign keys go unchecked for this transaction
+    /// alone (SQLite changes the setting only outside a transaction, so it
+    /// is turned off first and back on when the transaction ends).
+    pub fn begin(py: Python<'_>, core: Arc<Core>, foreign_keys: bool) -> PyResult<Self> {
         let writer = core.acquire_writer(py)?;
-        let (writer, begun) = detached_with(py, writer, |w| exec::control(w, "BEGIN IMMEDIATE"));
+        let off = !foreign_keys;
+        let (writer, begun) = detached_with(py, writer, |w| {
+            if off {
+                exec::control(w, "PRAGMA foreign_keys=OFF")?;
+            }
+            exec::control(w, "BEGIN IMMEDIATE").inspect_err(|_| restore_foreign_keys(w, off))
+        });
         begun?;
         let conn = writer.into_inner();
         Ok(Transaction {
@@ -59,6 +82,7 @@ impl Transaction {
                 conn: Some(conn),
                 savepoints: 0,
             }),
+            foreign_keys_off: off,
         })
     }
 
@@ -88,7 +112,7 @@ impl Transaction {
             self.core.check_open()?;
             let state = self.state.lock();
             let conn = state.conn.as_ref().ok_or(Error::TransactionFinished)?;
-            work(conn)
+            self.core.running_on_writer(|| work(conn))
         })
     }
 
@@ -107,6 +131,7 @@ impl Transaction {
             } else {
                 exec::control(&conn, "ROLLBACK")
             };
+            restore_foreign_keys(&conn, self.foreign_keys_off);
             self.core.release_writer(conn);
             out
         })
@@ -134,6 +159,7 @@ impl Drop for Transaction {
     fn drop(&mut self) {
         if let Some(conn) = self.state.get_mut().conn.take() {
             let _ = exec::control(&conn, "ROLLBACK");
+            restore_foreign_keys(&conn, self.foreign_keys_off);
             self.core.release_writer(conn);
         }
     }
@@ -177,7 +203,8 @@ impl Transaction {
                 self.core.check_open()?;
                 let state = self.state.lock();
                 let conn = state.conn.as_ref().ok_or(Error::TransactionFinished)?;
-                exec::execute_many(conn, stats, sql, batch, t)
+                self.core
+                    .running_on_writer(|| exec::execute_many(conn, stats, sql, batch, t))
             })?;
         }
         Ok(total.into())
@@ -308,6 +335,13 @@ impl Transaction {
             self.finish(py, exc_type.is_none())?;
         }
         Ok(())
+    }
+
+    /// False when the transaction runs with foreign keys unchecked
+    /// (``db.transaction(foreign_keys=False)``).
+    #[getter]
+    fn foreign_keys(&self) -> bool {
+        !self.foreign_keys_off
     }
 
     fn __repr__(&self) -> String {

@@ -539,11 +539,13 @@ def test_with_that_writes_opens_the_transaction(conn: dbapi.Connection) -> None:
 
 
 def test_two_connections_on_one_database(path: Path, conn: dbapi.Connection) -> None:
-    db = alk.connect(path)
+    db = alk.connect(path, busy_timeout_ms=100)
     a, b = dbapi.connect(db=db), dbapi.connect(db=db)
     a.cursor().execute("INSERT INTO t(name) VALUES ('a')")
     assert count(b) == 0  # b reads committed data
-    with pytest.raises(errors.NestedTransactionError):  # same thread, one writer
+    # One writer: b waits for a's transaction (which another thread could
+    # end), and says so when the busy timeout runs out.
+    with pytest.raises(errors.BusyError, match="begun on this thread"):
         b.cursor().execute("INSERT INTO t(name) VALUES ('b')")
     a.commit()
     b.cursor().execute("INSERT INTO t(name) VALUES ('b')")
@@ -830,10 +832,17 @@ def test_queue_and_sql_commit_together(conn: dbapi.Connection, other: dbapi.Conn
     assert job is not None and job.payload == {"order": 1}
 
 
-def test_enqueue_without_tx_while_one_is_open_fails_fast(conn: dbapi.Connection) -> None:
-    conn.cursor().execute("INSERT INTO t(name) VALUES ('a')")
-    with pytest.raises(errors.NestedTransactionError):
-        conn.database.queue("jobs").enqueue({"x": 1})
+def test_enqueue_without_tx_while_one_is_open_waits_then_says_why(path: Path) -> None:
+    conn = dbapi.connect(path, busy_timeout_ms=100)
+    try:
+        conn.cursor().execute("CREATE TABLE t(name)")
+        with pytest.raises(errors.BusyError, match=r"run the statement through it \(tx=\.\.\.\)"):
+            conn.database.queue("jobs").enqueue({"x": 1})
+        conn.database.queue("jobs").enqueue({"x": 1}, tx=conn.transaction)
+        conn.commit()
+        assert conn.database.query("SELECT count(*) FROM _honker_live") == [(1,)]
+    finally:
+        conn.close()
 
 
 # ---------------------------------------------------------- closed objects

@@ -55,6 +55,7 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import os
+import re
 import threading
 import time as _time
 import weakref
@@ -248,6 +249,39 @@ _WRITER_ONLY = frozenset({"PRAGMA", "SAVEPOINT", "RELEASE", "ROLLBACK", "ATTACH"
 _DML = frozenset({"INSERT", "REPLACE", "UPDATE", "DELETE"})
 
 
+# ``PRAGMA foreign_keys`` (read or set), which the connection keeps itself:
+# pysqlite scopes it to the connection, and here the writer is shared.
+_FOREIGN_KEYS = re.compile(
+    r"\s*PRAGMA\s+(?:(?:main|\"main\")\s*\.\s*)?foreign_keys"
+    r"\s*(?:=\s*(?P<set>[^\s;]+)|\(\s*(?P<call>[^)]*?)\s*\))?\s*;?\s*",
+    re.IGNORECASE,
+)
+_BOOLEANS = {"1": True, "ON": True, "TRUE": True, "YES": True}
+_BOOLEANS |= {"0": False, "OFF": False, "FALSE": False, "NO": False}
+_READ = "read"
+
+
+def _parse_foreign_keys(sql: str) -> bool | str | None:
+    """For ``PRAGMA foreign_keys``: `_READ`, or the value it sets; None for
+    any other statement.
+
+    >>> _parse_foreign_keys("pragma main.foreign_keys = off"), _parse_foreign_keys("PRAGMA foreign_keys")
+    (False, 'read')
+    """
+    found = _FOREIGN_KEYS.fullmatch(sql)
+    if found is None:
+        return None
+    value = found["set"] if found["set"] is not None else found["call"]
+    if value is None:
+        return _READ
+    setting = _BOOLEANS.get(value.strip("'\"").upper())
+    if setting is None:
+        raise ProgrammingError(
+            f"PRAGMA foreign_keys takes ON, OFF, TRUE, FALSE, YES, NO, 1 or 0, not {shown(value)}"
+        )
+    return setting
+
+
 class _Shape(_native.ShapeBase):
     """What this module learned about one SQL text: its leading keywords,
     whether it is transaction control or a savepoint statement, whether it
@@ -257,11 +291,13 @@ class _Shape(_native.ShapeBase):
     ``savepoint`` and ``columns`` are native (`_native.ShapeBase`): the
     native ``execute`` reads them."""
 
-    __slots__ = ("control", "first")
+    __slots__ = ("control", "first", "foreign_keys")
 
     def __init__(self, sql: str) -> None:
         words = _first_words(sql)
         self.first = words[0]
+        # PRAGMA foreign_keys: `_READ`, the value set, or None.
+        self.foreign_keys = _parse_foreign_keys(sql) if self.first == "PRAGMA" else None
         # ROLLBACK [TRANSACTION] TO name rolls back to a savepoint; a bare
         # ROLLBACK ends the transaction.
         self.savepoint = self.first in ("SAVEPOINT", "RELEASE") or (
@@ -274,8 +310,9 @@ class _Shape(_native.ShapeBase):
             self.first == "ROLLBACK" and not self.savepoint
         ):
             self.control = "COMMIT" if self.first == "END" else self.first
-        # Runs in the connection's transaction as it is (not BEGIN/COMMIT/...).
-        self.plain = self.control is None
+        # Runs in the connection's transaction as it is (not BEGIN/COMMIT/...,
+        # nor PRAGMA foreign_keys, which the connection answers outside one).
+        self.plain = self.control is None and self.foreign_keys is None
         # May run on a reader while no transaction is open; cleared when
         # SQLite finds that it writes.
         self.reader = self.plain and self.first not in _WRITER_ONLY
@@ -285,6 +322,10 @@ class _Shape(_native.ShapeBase):
         # and reuses the tuples; it replaces them whole, so threads sharing
         # the statement never see half an update.
 
+
+# How a connection answers ``PRAGMA foreign_keys`` outside a transaction:
+# one row, one column named as SQLite names it.
+_FOREIGN_KEYS_READ = "SELECT ? AS foreign_keys"
 
 _SHAPES_MAX = 1024
 _shapes: dict[str, _Shape] = {}
@@ -471,8 +512,17 @@ class Connection(_native.ConnectionBase):
             if self._autocommit:
                 raise ProgrammingError("begin() needs autocommit off (or BEGIN run first)")
             self._end_snapshot()  # from here on the transaction reads on the writer
-            tx = self._tx = db.transaction()
+            tx = self._tx = db.transaction(foreign_keys=self._foreign_keys)
         return tx
+
+    @property
+    def foreign_keys(self) -> bool:
+        """Whether this connection's transactions check foreign keys: True
+        unless ``PRAGMA foreign_keys=OFF`` ran on it while no transaction
+        was open. As on pysqlite, the setting is the connection's: other
+        connections on the same database (a pool's, sharing its writer)
+        keep checking them."""
+        return bool(self._foreign_keys)
 
     # ----------------------------------------------------------- PEP 249
 
@@ -540,6 +590,22 @@ class Connection(_native.ConnectionBase):
 
     # -------------------------------------------- used by Cursor
 
+    def _foreign_keys_pragma(self, cursor: Cursor, setting: bool | str) -> bool:
+        """Answer or apply ``PRAGMA foreign_keys`` while no transaction is
+        open, as SQLite would on a connection of its own: a read gives this
+        connection's setting, a write changes it for the transactions it
+        opens from now on. False inside a transaction, where the statement
+        runs as written (and SQLite ignores a change, as it always does
+        there)."""
+        if self.transaction is not None:
+            return False
+        if setting == _READ:
+            cursor._read(_FOREIGN_KEYS_READ, (int(self._foreign_keys),), _shape(_FOREIGN_KEYS_READ))
+        else:
+            self._foreign_keys = bool(setting)
+            cursor._set_counts(-1, None)
+        return True
+
     def _writer_tx(self) -> _native.Transaction | None:
         """The transaction a write must run in: the open one, or a new one
         (None in autocommit mode)."""
@@ -560,7 +626,7 @@ class Connection(_native.ConnectionBase):
             if tx is not None:
                 raise OperationalError("cannot start a transaction within a transaction")
             self._end_snapshot()
-            self._tx = db.transaction()
+            self._tx = db.transaction(foreign_keys=self._foreign_keys)
         elif tx is None:
             verb = "commit" if word == "COMMIT" else "rollback"
             raise OperationalError(f"cannot {verb} - no transaction is active")
@@ -621,6 +687,8 @@ class Cursor(_native.CursorBase):
         if shape.control is not None:
             conn._control(shape.control)
             return
+        if shape.foreign_keys is not None and conn._foreign_keys_pragma(self, shape.foreign_keys):
+            return
         params = _adapt(parameters)
         tx = conn.transaction
         if tx is None and shape.reader:
@@ -649,7 +717,11 @@ class Cursor(_native.CursorBase):
                 # On the writer outside a transaction, SAVEPOINT would start
                 # one behind the core's back.
                 raise ProgrammingError("savepoints need a transaction: turn autocommit off")
-            self._run_alone(conn.database, operation, params, shape)
+            if conn._foreign_keys:
+                self._run_alone(conn.database, operation, params, shape)
+            else:  # its own transaction, begun with foreign keys off
+                with conn.database.transaction(foreign_keys=False) as alone:
+                    self._run_in(alone, operation, params, shape)
         else:
             self._run_in(tx, operation, params, shape)
 
@@ -669,11 +741,13 @@ class Cursor(_native.CursorBase):
             raise ProgrammingError("executemany() cannot run BEGIN, COMMIT or ROLLBACK")
         batch = map(_adapt, seq_of_parameters)
         tx = conn._writer_tx()
-        result = (
-            conn.database.executemany(operation, batch)
-            if tx is None
-            else tx.executemany(operation, batch)
-        )
+        if tx is not None:
+            result = tx.executemany(operation, batch)
+        elif conn._foreign_keys:
+            result = conn.database.executemany(operation, batch)
+        else:  # autocommit with foreign keys off: one transaction begun so
+            with conn.database.transaction(foreign_keys=False) as alone:
+                result = alone.executemany(operation, batch)
         self._set_counts(result.rowcount, result.lastrowid)
         return self
 

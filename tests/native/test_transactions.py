@@ -1,10 +1,13 @@
 """Transactions on the writer: BEGIN IMMEDIATE, commit/rollback, savepoints,
-rollback on drop, and no deadlock on nesting."""
+rollback on drop; a second writer waits up to the busy timeout, whichever
+thread it is on, and the one wait that could never end fails at once."""
 
 from __future__ import annotations
 
 import gc
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -80,16 +83,64 @@ def test_savepoints_nest(db: alk.Database) -> None:
     assert db.query("SELECT x FROM t ORDER BY x") == [(1,), (4,)]
 
 
-def test_nesting_on_one_thread_is_an_error_not_a_deadlock(db: alk.Database) -> None:
+def test_a_second_writer_on_the_same_thread_waits_then_says_why(db_path: Path) -> None:
+    # A transaction belongs to its object, not to the thread: another one on
+    # the same thread waits for it (it may be ended from another thread)
+    # and after the busy timeout says what is probably going on.
+    db = alk.connect(db_path, busy_timeout_ms=150)
+    db.execute("CREATE TABLE t(x)")
+    try:
+        with db.transaction() as tx:
+            tx.execute("INSERT INTO t(x) VALUES (1)")
+            for attempt in (
+                db.transaction,
+                lambda: db.execute("INSERT INTO t(x) VALUES (2)"),
+                lambda: db.executemany("INSERT INTO t(x) VALUES (?)", [(2,)]),
+            ):
+                started = time.monotonic()
+                with pytest.raises(alk.BusyError, match="begun on this thread.*savepoint"):
+                    attempt()
+                assert time.monotonic() - started >= 0.14
+        assert count(db) == 1
+        assert db.stats["writer_timeouts"] == 3
+    finally:
+        db.close()
+
+
+def test_a_transaction_ended_on_another_thread_lets_this_one_go_on(db: alk.Database) -> None:
+    # FastAPI's pattern: a request's transaction is rolled back by a
+    # teardown on another pool thread, while this thread already writes.
+    first = db.transaction()
+    first.execute("INSERT INTO t(x) VALUES (1)")
+    threading.Timer(0.1, first.rollback).start()
+    started = time.monotonic()
+    with db.transaction() as second:
+        second.execute("INSERT INTO t(x) VALUES (2)")
+    assert time.monotonic() - started >= 0.09
+    assert db.query("SELECT x FROM t") == [(2,)]
+    assert db.stats["writer_waits"] >= 1
+
+
+def test_a_sql_function_asking_for_the_writer_fails_at_once(db: alk.Database) -> None:
+    # A statement on the writer calling back for the writer would wait for
+    # itself: that is refused without waiting.
+    seen: list[BaseException] = []
+
+    def reenter(x: int) -> int:
+        try:
+            db.execute("INSERT INTO t(x) VALUES (99)")
+        except alk.NestedTransactionError as e:
+            seen.append(e)
+        return x
+
+    db.create_function("reenter", 1, reenter)
+    started = time.monotonic()
     with db.transaction() as tx:
-        tx.execute("INSERT INTO t(x) VALUES (1)")
-        with pytest.raises(alk.NestedTransactionError, match="savepoint"):
-            db.transaction()
-        with pytest.raises(alk.NestedTransactionError):
-            db.execute("INSERT INTO t(x) VALUES (2)")
-        with pytest.raises(alk.NestedTransactionError):
-            db.executemany("INSERT INTO t(x) VALUES (?)", [(2,)])
-    assert count(db) == 1
+        tx.execute("INSERT INTO t(x) VALUES (reenter(1))")
+    db.execute("INSERT INTO t(x) VALUES (reenter(2))")
+    assert time.monotonic() - started < 2
+    assert len(seen) == 2
+    assert sorted(db.query("SELECT x FROM t")) == [(1,), (2,)]
 
 
 def test_transactions_from_threads_serialise(db: alk.Database) -> None:

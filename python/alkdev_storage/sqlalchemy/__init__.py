@@ -18,15 +18,21 @@ streams and notifications *in the same transaction*.
 
 `database` and `transaction` take an ORM `Session`, a Core `Connection`,
 or the DB-API connection underneath; `database` also takes an `Engine`.
+Under ``create_async_engine`` (same URL) they take an `AsyncSession`,
+`AsyncConnection` or `AsyncEngine` and are awaited:
+``tx = await transaction(session)``.
 The module `alkdev_storage.sqlalchemy.metadata` holds `Table` objects for
 the identity and metagraph tables. More in docs/sqlalchemy.md.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, overload
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from alkdev_storage import _native
@@ -37,6 +43,20 @@ from alkdev_storage.errors import InputTypeError
 from alkdev_storage.sqlalchemy.dialect import AlkdevDialect
 
 __all__ = ["AlkdevDialect", "database", "dbapi_connection", "transaction"]
+
+_Async = AsyncSession | AsyncConnection | AsyncEngine
+
+
+def _driver_connection(bind: Connection) -> _dbapi.Connection:
+    """The `dbapi.Connection` under a Core connection, of either form of
+    the dialect (the async form wraps it in an adapter)."""
+    raw: Any = bind.connection.driver_connection
+    if not isinstance(raw, _dbapi.Connection):
+        raise InputTypeError(
+            f"{shown(bind.engine.url.drivername)} is not the sqlite+alkdev dialect: "
+            "its connections are not alkdev_storage.dbapi connections"
+        )
+    return raw
 
 
 def dbapi_connection(bind: Session | Connection | _dbapi.Connection) -> _dbapi.Connection:
@@ -51,31 +71,67 @@ def dbapi_connection(bind: Session | Connection | _dbapi.Connection) -> _dbapi.C
         raise InputTypeError(
             f"expected a Session, a Connection or a dbapi.Connection, not {type(bind).__name__}"
         )
-    raw: Any = bind.connection.dbapi_connection
-    if not isinstance(raw, _dbapi.Connection):
-        raise InputTypeError(
-            f"{shown(bind.engine.url.drivername)} is not the sqlite+alkdev dialect: "
-            "its connections are not alkdev_storage.dbapi connections"
-        )
-    return raw
+    return _driver_connection(bind)
 
 
-def database(bind: Engine | Session | Connection | _dbapi.Connection) -> Database:
+async def _async_dbapi_connection(bind: AsyncSession | AsyncConnection) -> _dbapi.Connection:
+    conn = await bind.connection() if isinstance(bind, AsyncSession) else bind
+    return _driver_connection(conn.sync_connection)  # type: ignore[arg-type]
+
+
+async def _async_database(bind: _Async) -> Database:
+    if isinstance(bind, AsyncEngine):
+        async with bind.connect() as conn:
+            return (await _async_dbapi_connection(conn)).database
+    return (await _async_dbapi_connection(bind)).database
+
+
+async def _async_transaction(bind: AsyncSession | AsyncConnection) -> _native.Transaction:
+    conn = await _async_dbapi_connection(bind)
+    tx = conn.transaction
+    if tx is not None:
+        return tx
+    # Opening it waits for the writer: on a worker thread, not the loop's.
+    return await asyncio.get_running_loop().run_in_executor(None, conn.begin)
+
+
+@overload
+def database(bind: Engine | Session | Connection | _dbapi.Connection) -> Database: ...
+@overload
+def database(bind: _Async) -> Coroutine[Any, Any, Database]: ...
+def database(
+    bind: Engine | Session | Connection | _dbapi.Connection | _Async,
+) -> Database | Coroutine[Any, Any, Database]:
     """The `alk.Database` `bind` runs on: its queues, streams, notify,
     listeners and workers. From an `Engine` it borrows a pooled connection
     for the moment it takes to find the database; the engine's connections
-    share that one database while any of them is open."""
+    share that one database while any of them is open. For an
+    `AsyncSession`, `AsyncConnection` or `AsyncEngine`, await it."""
+    if isinstance(bind, _Async):
+        return _async_database(bind)
     if isinstance(bind, Engine):
         with bind.connect() as conn:
             return dbapi_connection(conn).database
     return dbapi_connection(bind).database
 
 
-def transaction(bind: Session | Connection | _dbapi.Connection) -> _native.Transaction:
+@overload
+def transaction(bind: Session | Connection | _dbapi.Connection) -> _native.Transaction: ...
+@overload
+def transaction(
+    bind: AsyncSession | AsyncConnection,
+) -> Coroutine[Any, Any, _native.Transaction]: ...
+def transaction(
+    bind: Session | Connection | _dbapi.Connection | AsyncSession | AsyncConnection,
+) -> _native.Transaction | Coroutine[Any, Any, _native.Transaction]:
     """The native transaction of `bind`'s current SQLAlchemy transaction, to
     pass as ``tx=`` to ``enqueue``, ``publish`` or ``notify``: the job,
     event or notification then commits or rolls back with the ORM's rows.
     Opens the write transaction (``BEGIN IMMEDIATE``) if no statement has
     written yet, so reads after it see the same snapshot as the writes.
-    A connection in ``AUTOCOMMIT`` isolation has none: ProgrammingError."""
+    A connection in ``AUTOCOMMIT`` isolation has none: ProgrammingError.
+    For an `AsyncSession` or `AsyncConnection`, await it: the wait for
+    the writer then runs on a worker thread, not on the event loop."""
+    if isinstance(bind, AsyncSession | AsyncConnection):
+        return _async_transaction(bind)
     return dbapi_connection(bind).begin()

@@ -3,7 +3,8 @@
 
 Registered by the entry point ``sqlalchemy.dialects: sqlite.alkdev``, so
 ``create_engine("sqlite+alkdev:///app.db")`` finds it once the package is
-installed. What differs from ``sqlite+pysqlite`` (all in docs/sqlalchemy.md):
+installed, and ``create_async_engine`` on the same URL finds its asyncio
+form (`alkdev_storage.sqlalchemy.async_dialect`). What differs from ``sqlite+pysqlite`` (all in docs/sqlalchemy.md):
 
 - The URL names a file; ``:memory:`` is refused (the core keeps a writer
   and a pool of readers, separate connections that only a file can share).
@@ -32,6 +33,7 @@ from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine import reflection
 from sqlalchemy.engine.interfaces import (
     ConnectArgsType,
+    Dialect,
     DBAPIConnection,
     DBAPICursor,
     DBAPIModule,
@@ -80,6 +82,14 @@ class AlkdevDialect(SQLiteDialect):
     @classmethod
     def get_pool_class(cls, url: URL) -> type[pool.Pool]:
         return pool.QueuePool
+
+    @classmethod
+    def get_async_dialect_cls(cls, url: URL) -> type[Dialect]:
+        """``create_async_engine`` on the same URL gets the asyncio form
+        (`alkdev_storage.sqlalchemy.async_dialect`)."""
+        from alkdev_storage.sqlalchemy.async_dialect import AlkdevAsyncDialect
+
+        return AlkdevAsyncDialect
 
     def _get_server_version_info(self, connection: Any) -> tuple[int, ...]:
         return _dbapi.sqlite_version_info
