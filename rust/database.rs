@@ -133,12 +133,41 @@ impl Core {
             core: self,
             conn: Some(conn),
         };
+        self.install_writer_functions(&guard)?;
+        Ok(guard)
+    }
+
+    /// The writer if it is free now, else None; never waits.
+    pub fn try_acquire_writer(&self) -> Result<Option<WriterGuard<'_>>> {
+        self.check_open()?;
+        let me = thread_token();
+        if self.writer_running.load(Ordering::Acquire) == me {
+            return Err(Error::NestedTransaction);
+        }
+        let Some(conn) = self.writer.try_acquire() else {
+            return Ok(None);
+        };
+        self.writer_taken_by.store(me, Ordering::Release);
+        self.writer_running.store(me, Ordering::Release);
+        let guard = WriterGuard {
+            core: self,
+            conn: Some(conn),
+        };
+        self.install_writer_functions(&guard)?;
+        Ok(Some(guard))
+    }
+
+    fn install_writer_functions(&self, writer: &Connection) -> Result<()> {
         let current = self.functions.generation();
         if self.writer_functions.load(Ordering::Acquire) != current {
-            let installed = self.functions.install(&guard).map_err(Error::run)?;
+            let installed = self.functions.install(writer).map_err(Error::run)?;
             self.writer_functions.store(installed, Ordering::Release);
         }
-        Ok(guard)
+        Ok(())
+    }
+
+    pub fn busy_timeout(&self) -> Duration {
+        self.settings.busy_timeout
     }
 
     /// Run `work` on the writer connection `conn` that a transaction holds,
@@ -977,6 +1006,21 @@ impl Database {
     #[pyo3(signature = (*, foreign_keys=true))]
     fn transaction(&self, py: Python<'_>, foreign_keys: bool) -> PyResult<Transaction> {
         Transaction::begin(py, self.core.clone(), foreign_keys)
+    }
+
+    /// `transaction()` if it can begin without waiting (the writer free,
+    /// and no other process holding the file's write lock), else None: what
+    /// an event loop tries before it sleeps and tries again.
+    #[pyo3(signature = (*, foreign_keys=true))]
+    fn _try_transaction(&self, py: Python<'_>, foreign_keys: bool) -> PyResult<Option<Transaction>> {
+        Transaction::try_begin(py, self.core.clone(), foreign_keys)
+    }
+
+    /// The busy timeout, in milliseconds: how long taking the writer (or
+    /// SQLite's write lock) waits.
+    #[getter]
+    fn busy_timeout_ms(&self) -> u128 {
+        self.core.busy_timeout().as_millis()
     }
 
     /// Checkpoint the WAL into the database file. `mode` is one of PASSIVE,

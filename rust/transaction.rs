@@ -86,6 +86,48 @@ impl Transaction {
         })
     }
 
+    /// `begin` if that needs no wait: the writer is free, and `BEGIN
+    /// IMMEDIATE` gets SQLite's write lock at once (another process may
+    /// hold it: the busy handler is off for this one statement). None
+    /// otherwise, with nothing held.
+    pub fn try_begin(py: Python<'_>, core: Arc<Core>, foreign_keys: bool) -> PyResult<Option<Self>> {
+        let Some(writer) = core.try_acquire_writer()? else {
+            return Ok(None);
+        };
+        let off = !foreign_keys;
+        let busy_timeout = core.busy_timeout();
+        let (writer, begun) = detached_with(py, writer, |w| {
+            if off {
+                exec::control(w, "PRAGMA foreign_keys=OFF")?;
+            }
+            let begun = w
+                .busy_timeout(std::time::Duration::ZERO)
+                .map_err(Error::run)
+                .and_then(|()| exec::control(w, "BEGIN IMMEDIATE"));
+            let restored = w.busy_timeout(busy_timeout).map_err(Error::run);
+            if begun.is_err() {
+                restore_foreign_keys(w, off);
+            }
+            begun.and(restored)
+        });
+        match begun {
+            Ok(()) => {}
+            Err(Error::Sqlite { code, .. }) if code & 0xff == rusqlite::ffi::SQLITE_BUSY => {
+                return Ok(None); // `writer` goes back to the slot
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let conn = writer.into_inner();
+        Ok(Some(Transaction {
+            core,
+            state: Mutex::new(TxState {
+                conn: Some(conn),
+                savepoints: 0,
+            }),
+            foreign_keys_off: off,
+        }))
+    }
+
     /// True if this transaction is on `core`'s writer.
     pub fn belongs_to(&self, core: &Arc<Core>) -> bool {
         Arc::ptr_eq(&self.core, core)

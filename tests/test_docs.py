@@ -16,6 +16,7 @@ MODULES = [
     "alkdev_storage._database",
     "alkdev_storage._documents",
     "alkdev_storage._wake",
+    "alkdev_storage.aio",
     "alkdev_storage.honker",
     "alkdev_storage.identity",
     "alkdev_storage.migrations",

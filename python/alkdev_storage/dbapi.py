@@ -515,6 +515,17 @@ class Connection(_native.ConnectionBase):
             tx = self._tx = db.transaction(foreign_keys=self._foreign_keys)
         return tx
 
+    def _adopt(self, tx: _native.Transaction) -> None:
+        """Make `tx`, begun on this connection's database with its
+        `foreign_keys` setting, the connection's transaction: how the
+        asyncio form opens one without parking a thread on the writer
+        (`alkdev_storage.aio.begin_transaction`)."""
+        if self.transaction is not None:
+            tx.rollback()
+            raise ProgrammingError("the connection already has an open transaction")
+        self._end_snapshot()
+        self._tx = tx
+
     @property
     def foreign_keys(self) -> bool:
         """Whether this connection's transactions check foreign keys: True

@@ -27,7 +27,6 @@ the identity and metagraph tables. More in docs/sqlalchemy.md.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from typing import Any, overload
 
@@ -39,6 +38,7 @@ from alkdev_storage import _native
 from alkdev_storage import dbapi as _dbapi
 from alkdev_storage._checks import shown
 from alkdev_storage._database import Database
+from alkdev_storage.aio import begin_transaction
 from alkdev_storage.errors import InputTypeError
 from alkdev_storage.sqlalchemy.dialect import AlkdevDialect
 
@@ -89,10 +89,13 @@ async def _async_database(bind: _Async) -> Database:
 async def _async_transaction(bind: AsyncSession | AsyncConnection) -> _native.Transaction:
     conn = await _async_dbapi_connection(bind)
     tx = conn.transaction
-    if tx is not None:
-        return tx
-    # Opening it waits for the writer: on a worker thread, not the loop's.
-    return await asyncio.get_running_loop().run_in_executor(None, conn.begin)
+    if tx is None:
+        if conn.autocommit:
+            conn.begin()  # raises what the sync form raises
+        # Waits for the writer in the event loop, not on a parked thread.
+        tx = await begin_transaction(conn.database, foreign_keys=conn.foreign_keys)
+        conn._adopt(tx)
+    return tx
 
 
 @overload

@@ -7,16 +7,21 @@ and expects the driver's calls to be awaitable. The driver here is the
 synchronous `alkdev_storage.dbapi`, so this module adapts it; what it adds is
 where each call runs:
 
-- A call that may *wait* runs on a worker thread (the event loop's default
-  executor) while the loop goes on: the statement that opens a transaction
-  (it waits for the writer, up to ``busy_timeout_ms``), ``commit`` (the
-  writer's WAL hook may wait for old snapshots), reads outside a
-  transaction (they may wait for a pooled reader), autocommit writes,
-  opening and closing.
+- The statement that opens a transaction (the first write, ``BEGIN``, a
+  savepoint; in ``AUTOCOMMIT`` isolation every write) first takes the
+  writer without parking a thread: at once when it is free, else the
+  coroutine sleeps and tries again, up to ``busy_timeout_ms``
+  (`alkdev_storage.aio.begin_transaction`). A thread parked on the writer
+  would be one the executor cannot give to the holder's ``commit``: with
+  as many waiting sessions as threads, nobody could commit.
 - A statement inside the connection's open transaction runs at once, on the
   loop's thread: the transaction holds the writer, so nothing can make it
   wait, and a hop to a thread would cost more than the statement. Reads on
   the transaction's snapshot (taken by its first read) do the same.
+- The rest may wait and runs on a worker thread (the event loop's default
+  executor) while the loop goes on: ``commit`` (the writer's WAL hook may
+  wait for old snapshots), reads outside a transaction (they may wait for a
+  pooled reader), opening and closing.
 
 Each statement is executed and its rows fetched in one call, so a statement
 costs at most one trip to a thread. The rows come back whole, as with every
@@ -26,6 +31,7 @@ asyncio driver under SQLAlchemy's default (non-streaming) results.
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -38,6 +44,7 @@ from sqlalchemy.engine.url import URL
 from sqlalchemy.util.concurrency import await_
 
 from alkdev_storage import dbapi as _dbapi
+from alkdev_storage.aio import begin_transaction
 from alkdev_storage.sqlalchemy.dialect import AlkdevDialect
 
 __all__ = ["AlkdevAsyncDialect"]
@@ -53,6 +60,12 @@ def _waiting(work: Callable[[], _T]) -> _T:
     """Run `work` on a worker thread and wait for it without holding up the
     event loop (from the greenlet SQLAlchemy runs the ORM in)."""
     return await_(_off_loop(work))
+
+
+class _Where(enum.Enum):
+    INLINE = "inline"  # on the loop's thread: nothing it does can wait
+    BEGIN = "begin"  # it needs the writer: begin_transaction, then inline
+    OFF_LOOP = "off loop"  # on a worker thread
 
 
 class AsyncAdaptedCursor:
@@ -87,7 +100,15 @@ class AsyncAdaptedCursor:
             cursor.execute(operation, params)
             return cursor.fetchall() if cursor.description is not None else None
 
-        self._finish(run() if self._adapted._cannot_wait(operation) else _waiting(run))
+        adapted = self._adapted
+        where = adapted._where(operation)
+        if where is _Where.BEGIN and _dbapi._shape(operation).control == "BEGIN":
+            adapted._begin()  # BEGIN in SQL: the transaction is open now
+            self._finish(None)
+        elif where is _Where.OFF_LOOP:
+            self._finish(_waiting(run))
+        else:
+            self._finish(adapted._inline(run, begin=where is _Where.BEGIN))
 
     def executemany(self, operation: str, seq_of_parameters: Sequence[Any]) -> None:
         cursor = self._cursor
@@ -95,10 +116,7 @@ class AsyncAdaptedCursor:
         def run() -> None:
             cursor.executemany(operation, seq_of_parameters)
 
-        if self._adapted._connection.in_transaction:
-            run()
-        else:
-            _waiting(run)
+        self._adapted._inline(run, begin=not self._adapted._connection.in_transaction)
         self._finish(None)
 
     def close(self) -> None:
@@ -140,15 +158,43 @@ class AsyncAdaptedConnection(AdaptedConnection):
     def __init__(self, connection: _dbapi.Connection) -> None:
         self._connection = connection
 
-    def _cannot_wait(self, operation: str) -> bool:
-        """True when `operation` can run on the loop's thread: inside the
-        open transaction, or a read on the snapshot the connection already
-        holds (neither waits for anything)."""
+    def _where(self, operation: str) -> _Where:
+        """Where `operation` runs: see the module documentation."""
         conn = self._connection
         if conn.in_transaction:
-            return True
-        shape = _dbapi._shapes.get(operation)
-        return shape is not None and shape.reader and conn._in_snapshot and conn._reads_on_snapshot
+            return _Where.INLINE
+        shape = _dbapi._shape(operation)
+        if shape.reader:
+            on_snapshot = conn._in_snapshot and conn._reads_on_snapshot
+            return _Where.INLINE if on_snapshot else _Where.OFF_LOOP
+        if shape.plain or shape.control == "BEGIN":
+            return _Where.BEGIN  # it writes: it needs the transaction
+        return _Where.OFF_LOOP  # COMMIT, ROLLBACK or PRAGMA foreign_keys, no transaction
+
+    def _begin(self) -> None:
+        """Open the connection's transaction, waiting for the writer in the
+        event loop rather than on a thread."""
+        conn = self._connection
+        tx = await_(begin_transaction(conn.database, foreign_keys=conn.foreign_keys))
+        conn._adopt(tx)
+
+    def _inline(self, run: Callable[[], _T], *, begin: bool) -> _T:
+        """`run` on the loop's thread, in the connection's transaction
+        (opened first when `begin`). In autocommit mode that transaction is
+        the statement's own, committed right after it."""
+        if not begin:
+            return run()
+        self._begin()
+        conn = self._connection
+        if not conn.autocommit:
+            return run()
+        try:
+            out = run()
+        except BaseException:
+            conn.rollback()
+            raise
+        _waiting(conn.commit)
+        return out
 
     def cursor(self, server_side: bool = False) -> AsyncAdaptedCursor:
         return AsyncAdaptedCursor(self)
