@@ -18,7 +18,7 @@ import json
 import sys
 from collections import defaultdict
 
-BASELINES = ("_stdlib", "_sqlfn", "_sqlalchemy", "_pysqlite", "_platform")
+BASELINES = ("_stdlib", "_sqlfn", "_sqlalchemy", "_pysqlite", "_aiosqlite", "_platform")
 
 
 def base_name(name: str) -> str:

@@ -98,7 +98,7 @@ def test_an_exception_rolls_back_and_so_does_cancellation_inside(db: alk.Databas
             async with adb.transaction() as tx:
                 await tx.execute("INSERT INTO t(x) VALUES ('raised')")
                 db.queue("jobs").enqueue({"lost": True}, tx=tx.native)
-                1 / 0
+                raise ZeroDivisionError("the handler failed")
 
         async def stalls() -> None:
             async with adb.transaction() as tx:

@@ -13,7 +13,10 @@ the DB-API connection keeps that setting for the transactions it opens, as
 pysqlite's connection does, while the engine's other connections (sharing the
 core's one writer) keep checking foreign keys. These tests prove that the
 recipe is what makes the migration pass (without it, it fails and rolls back),
-that no data is lost or orphaned, and that enforcement is back afterwards.
+that no data is lost or orphaned, and that enforcement is back afterwards,
+after every command: a PRAGMA run outside a transaction (SQLAlchemy's
+``has_table`` runs ``PRAGMA table_info``) opens none, as on pysqlite, so the
+recipe's closing ``PRAGMA foreign_keys=ON`` always takes effect.
 """
 
 from __future__ import annotations
@@ -133,8 +136,8 @@ def run_migrations_online() -> None:
     )
 """
 
-# The recipe docs/sqlalchemy.md gives, and one line of the test's: the DB-API
-# connection's setting once the recipe has run.
+# The recipe for batch migrations (for docs/sqlalchemy.md), and one statement of
+# the test's: the DB-API connection's setting once the recipe has run.
 ENV_RECIPE = (
     _ENV_HEAD
     + f"""
@@ -430,14 +433,6 @@ def test_without_the_recipe_the_rebuild_fails_and_rolls_back(tmp_path: Path) -> 
 
 
 @pytest.mark.usefixtures("isolated_imports")
-@pytest.mark.xfail(
-    strict=True,
-    reason="a command that reflects without migrating (revision --autogenerate, check, an "
-    "upgrade with nothing to do) leaves a transaction open on the DB-API connection: "
-    "SQLAlchemy's has_table runs PRAGMA main.table_info, and every PRAGMA opens one. The "
-    "recipe's PRAGMA foreign_keys=ON then lands inside it and is ignored, so the connection "
-    "keeps foreign keys off (pysqlite opens no transaction for a PRAGMA: there it is ON)",
-)
 def test_the_recipe_turns_foreign_keys_back_on_after_every_command(tmp_path: Path) -> None:
     project = Project(tmp_path, ENV_RECIPE)
     project.write_models(MODELS_V1)
@@ -504,14 +499,21 @@ def test_pragma_foreign_keys_is_the_connections(tmp_path: Path) -> None:
         with pytest.raises(dbapi.IntegrityError, match="FOREIGN KEY constraint failed"):
             conn.database.execute("DELETE FROM parent WHERE id = 2")
 
-        # Inside a transaction the PRAGMA changes nothing, as in SQLite.
+        # Inside a transaction the PRAGMA changes nothing for that
+        # transaction, as in SQLite; the connection's next ones use it.
         cur.execute("DELETE FROM parent WHERE id = 404")  # opens one, foreign keys off
         cur.execute("PRAGMA foreign_keys=ON")
-        assert conn.foreign_keys is False
-        assert cur.execute("PRAGMA foreign_keys").fetchall() == [(0,)]
+        assert conn.foreign_keys is True  # from the next transaction on
+        assert cur.execute("PRAGMA foreign_keys").fetchall() == [(0,)]  # this one's
         cur.execute("DELETE FROM parent WHERE id = 2")  # still unchecked
         conn.rollback()
         assert _parents(conn) == [2, 3, 4]
+        cur.execute("DELETE FROM parent WHERE id = 404")
+        cur.execute("PRAGMA foreign_keys=OFF")  # too late for this transaction
+        with pytest.raises(dbapi.IntegrityError, match="FOREIGN KEY constraint failed"):
+            cur.execute("DELETE FROM parent WHERE id = 2")
+        conn.rollback()
+        assert conn.foreign_keys is False
 
         # ON outside a transaction: enforced again.
         cur.execute("PRAGMA foreign_keys=ON")
@@ -521,13 +523,6 @@ def test_pragma_foreign_keys_is_the_connections(tmp_path: Path) -> None:
             cur.execute("DELETE FROM parent WHERE id = 2")
         conn.rollback()
 
-        # And OFF inside a transaction that checks them changes nothing either.
-        cur.execute("DELETE FROM parent WHERE id = 404")
-        cur.execute("PRAGMA foreign_keys=OFF")
-        assert conn.foreign_keys is True
-        with pytest.raises(dbapi.IntegrityError, match="FOREIGN KEY constraint failed"):
-            cur.execute("DELETE FROM parent WHERE id = 2")
-        conn.rollback()
         assert _parents(conn) == [2, 3, 4]
 
         # Spellings SQLite accepts, and one it does not.

@@ -514,8 +514,13 @@ def test_reads_open_no_transaction(conn: dbapi.Connection) -> None:
     conn.cursor().execute("SELECT * FROM t").fetchall()
     assert not conn.in_transaction
     conn.cursor().execute("PRAGMA user_version = 3")
-    assert conn.in_transaction  # PRAGMAs run on the writer, in the transaction
-    conn.commit()
+    # As on pysqlite, a PRAGMA outside a transaction opens none: it runs on
+    # its own, on the writer.
+    assert not conn.in_transaction
+    assert conn.cursor().execute("PRAGMA user_version").fetchone() == (3,)
+    conn.cursor().execute("INSERT INTO t(name) VALUES ('x')")
+    conn.cursor().execute("PRAGMA user_version = 4")  # in a transaction: part of it
+    conn.rollback()
     assert conn.cursor().execute("PRAGMA user_version").fetchone() == (3,)
 
 

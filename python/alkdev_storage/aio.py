@@ -150,9 +150,7 @@ class AsyncDatabase:
 
     async def query_one(self, sql: str, params: Any = None, *, as_dict: bool = False) -> Any:
         """`alk.Database.query_one`: the first row, or None."""
-        return await _off_loop(
-            functools.partial(self._db.query_one, sql, params, as_dict=as_dict)
-        )
+        return await _off_loop(functools.partial(self._db.query_one, sql, params, as_dict=as_dict))
 
     def transaction(self, *, foreign_keys: bool = True) -> AsyncTransaction:
         """A write transaction, begun when awaited or entered:
@@ -222,10 +220,14 @@ class AsyncTransaction:
 
     async def query(self, sql: str, params: Any = None, *, as_dict: bool = False) -> list[Any]:
         """Rows as the transaction sees them (its own writes included)."""
-        return self.native.query(sql, params, as_dict=as_dict)
+        native = self.native
+        return native.query(sql, params, as_dict=True) if as_dict else native.query(sql, params)
 
     async def query_one(self, sql: str, params: Any = None, *, as_dict: bool = False) -> Any:
-        return self.native.query_one(sql, params, as_dict=as_dict)
+        native = self.native
+        if as_dict:
+            return native.query_one(sql, params, as_dict=True)
+        return native.query_one(sql, params)
 
     async def commit(self) -> None:
         """Commit, on a worker thread (see the module documentation)."""

@@ -265,8 +265,10 @@ def _parse_foreign_keys(sql: str) -> bool | str | None:
     """For ``PRAGMA foreign_keys``: `_READ`, or the value it sets; None for
     any other statement.
 
-    >>> _parse_foreign_keys("pragma main.foreign_keys = off"), _parse_foreign_keys("PRAGMA foreign_keys")
-    (False, 'read')
+    >>> _parse_foreign_keys("pragma main.foreign_keys = off")
+    False
+    >>> _parse_foreign_keys("PRAGMA foreign_keys")
+    'read'
     """
     found = _FOREIGN_KEYS.fullmatch(sql)
     if found is None:
@@ -529,10 +531,10 @@ class Connection(_native.ConnectionBase):
     @property
     def foreign_keys(self) -> bool:
         """Whether this connection's transactions check foreign keys: True
-        unless ``PRAGMA foreign_keys=OFF`` ran on it while no transaction
-        was open. As on pysqlite, the setting is the connection's: other
-        connections on the same database (a pool's, sharing its writer)
-        keep checking them."""
+        unless ``PRAGMA foreign_keys=OFF`` ran on it (run inside a
+        transaction, it applies from the next one). As on pysqlite, the
+        setting is the connection's: other connections on the same database
+        (a pool's, sharing its writer) keep checking them."""
         return bool(self._foreign_keys)
 
     # ----------------------------------------------------------- PEP 249
@@ -602,13 +604,17 @@ class Connection(_native.ConnectionBase):
     # -------------------------------------------- used by Cursor
 
     def _foreign_keys_pragma(self, cursor: Cursor, setting: bool | str) -> bool:
-        """Answer or apply ``PRAGMA foreign_keys`` while no transaction is
-        open, as SQLite would on a connection of its own: a read gives this
-        connection's setting, a write changes it for the transactions it
-        opens from now on. False inside a transaction, where the statement
-        runs as written (and SQLite ignores a change, as it always does
-        there)."""
+        """Answer or apply ``PRAGMA foreign_keys``, as SQLite would on a
+        connection of its own: a read gives this connection's setting, a
+        write changes it for the transactions it opens from now on. False
+        inside a transaction: the statement runs as written there, and
+        SQLite leaves that transaction as it is; the new setting still
+        applies from the next one. (On pysqlite, DDL opens no transaction,
+        so a migration tool's ``PRAGMA foreign_keys=ON`` after DDL takes
+        effect; here DDL is transactional, and this keeps that promise.)"""
         if self.transaction is not None:
+            if setting != _READ:
+                self._foreign_keys = bool(setting)
             return False
         if setting == _READ:
             cursor._read(_FOREIGN_KEYS_READ, (int(self._foreign_keys),), _shape(_FOREIGN_KEYS_READ))
@@ -721,6 +727,12 @@ class Cursor(_native.CursorBase):
                 if streams:  # a long result: it holds its reader
                     self._track_stream(db)
                 return
+        if tx is None and shape.first == "PRAGMA":
+            # As on pysqlite, a PRAGMA outside a transaction opens none (one
+            # left open would swallow a later PRAGMA foreign_keys): it runs
+            # on its own, on the writer, since it may set something.
+            self._run_alone(conn.database, operation, params, shape)
+            return
         if tx is None:
             tx = conn._writer_tx()
         if tx is None:  # autocommit: the statement is its own transaction

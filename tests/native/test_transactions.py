@@ -98,7 +98,7 @@ def test_a_second_writer_on_the_same_thread_waits_then_says_why(db_path: Path) -
                 lambda: db.executemany("INSERT INTO t(x) VALUES (?)", [(2,)]),
             ):
                 started = time.monotonic()
-                with pytest.raises(alk.BusyError, match="begun on this thread.*savepoint"):
+                with pytest.raises(alk.BusyError, match=r"begun on this thread.*savepoint"):
                     attempt()
                 assert time.monotonic() - started >= 0.14
         assert count(db) == 1

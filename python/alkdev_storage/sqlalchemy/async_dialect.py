@@ -73,7 +73,15 @@ class AsyncAdaptedCursor:
     whose statements run whole (executed, rows fetched) in one call, on a
     worker thread unless they cannot wait (see the module documentation)."""
 
-    __slots__ = ("_adapted", "_cursor", "_rows", "arraysize", "description", "lastrowid", "rowcount")
+    __slots__ = (
+        "_adapted",
+        "_cursor",
+        "_rows",
+        "arraysize",
+        "description",
+        "lastrowid",
+        "rowcount",
+    )
     server_side = False
 
     def __init__(self, adapted: AsyncAdaptedConnection) -> None:
@@ -153,7 +161,7 @@ class AsyncAdaptedConnection(AdaptedConnection):
     `alkdev_storage.sqlalchemy.database` and ``transaction`` reach)."""
 
     __slots__ = ()
-    _connection: _dbapi.Connection
+    _connection: _dbapi.Connection  # type: ignore[assignment]  # a sync DB-API connection
 
     def __init__(self, connection: _dbapi.Connection) -> None:
         self._connection = connection
@@ -167,9 +175,11 @@ class AsyncAdaptedConnection(AdaptedConnection):
         if shape.reader:
             on_snapshot = conn._in_snapshot and conn._reads_on_snapshot
             return _Where.INLINE if on_snapshot else _Where.OFF_LOOP
-        if shape.plain or shape.control == "BEGIN":
-            return _Where.BEGIN  # it writes: it needs the transaction
-        return _Where.OFF_LOOP  # COMMIT, ROLLBACK or PRAGMA foreign_keys, no transaction
+        if shape.first == "PRAGMA" or not (shape.plain or shape.control == "BEGIN"):
+            # A PRAGMA runs on its own on the writer (as dbapi does it), and
+            # COMMIT or ROLLBACK with no transaction only raises.
+            return _Where.OFF_LOOP
+        return _Where.BEGIN  # it writes: it needs the transaction
 
     def _begin(self) -> None:
         """Open the connection's transaction, waiting for the writer in the
@@ -277,10 +287,10 @@ class AlkdevAsyncDialect(AlkdevDialect):
         return pool.AsyncAdaptedQueuePool
 
     def get_driver_connection(self, connection: DBAPIConnection) -> Any:
-        return connection._connection  # type: ignore[attr-defined]
+        return connection._connection
 
     def do_terminate(self, dbapi_connection: DBAPIConnection) -> None:
-        dbapi_connection.terminate()  # type: ignore[attr-defined]
+        dbapi_connection.terminate()
 
 
 dialect = AlkdevAsyncDialect

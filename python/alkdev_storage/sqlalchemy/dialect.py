@@ -4,7 +4,8 @@
 Registered by the entry point ``sqlalchemy.dialects: sqlite.alkdev``, so
 ``create_engine("sqlite+alkdev:///app.db")`` finds it once the package is
 installed, and ``create_async_engine`` on the same URL finds its asyncio
-form (`alkdev_storage.sqlalchemy.async_dialect`). What differs from ``sqlite+pysqlite`` (all in docs/sqlalchemy.md):
+form (`alkdev_storage.sqlalchemy.async_dialect`). What differs from
+``sqlite+pysqlite`` (all in docs/sqlalchemy.md):
 
 - The URL names a file; ``:memory:`` is refused (the core keeps a writer
   and a pool of readers, separate connections that only a file can share).
@@ -33,10 +34,10 @@ from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine import reflection
 from sqlalchemy.engine.interfaces import (
     ConnectArgsType,
-    Dialect,
     DBAPIConnection,
     DBAPICursor,
     DBAPIModule,
+    Dialect,
     IsolationLevel,
 )
 from sqlalchemy.engine.url import URL
