@@ -28,7 +28,7 @@ from . import shop
 
 
 async def receipts_worker(db: alk.Database) -> None:
-    queue, adb = db.queue(shop.RECEIPTS), AsyncDatabase(db)
+    queue, adb = shop.receipts(db), AsyncDatabase(db)
     async for job in queue.claim("receipts-worker", idle_poll_s=1.0):
         async with adb.transaction() as tx:
             order = job.payload["order"]
@@ -80,7 +80,7 @@ async def create_order(body: shop.OrderIn, session: SessionDep) -> dict[str, Any
     session.add(order)
     await session.flush()  # the order has its id
     db, tx = await database(session), await transaction(session)
-    db.queue(shop.RECEIPTS).enqueue({"order": order.id}, tx=tx)  # in the held transaction
+    shop.receipts(db).enqueue({"order": order.id}, tx=tx)  # in the held transaction
     await session.commit()  # the order and its receipt job, together
     return shop.order_out(order)
 

@@ -28,15 +28,20 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import alkdev_storage as alk
 from alkdev_storage.metagraph.graphs import Graph
+from alkdev_storage.queues import Queue
 
 RECEIPTS = "receipts"
+# A receipt job claimed by a worker that died is claimable again after this
+# many seconds (at-least-once: the worker's update is idempotent).
+RECEIPT_CLAIM_S = 5
 NOTIFY = "task-notify"
 GRAPH = "backlog"
 
 TASKS_TYPE: dict[str, Any] = {
     "name": "tasks",
     "scope": "tenant",
-    "directed": True,
+    "version": 1,
+    "config": {"type": "directed", "multi": False, "allowSelfLoops": False},
     "nodeTypes": {
         "task": {
             "schema": {
@@ -116,6 +121,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(alk.Error)
     async def refused(request: Request, error: alk.Error) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=_status(error))
+
+
+def receipts(db: alk.Database) -> Queue:
+    """The queue of receipt jobs, with the same options wherever it is
+    opened."""
+    return db.queue(RECEIPTS, visibility_timeout_s=RECEIPT_CLAIM_S)
 
 
 def order_out(order: Order) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from . import shop
 
 
 def receipts_worker(db: alk.Database, stop: threading.Event) -> None:
-    queue = db.queue(shop.RECEIPTS)
+    queue = shop.receipts(db)
     for job in queue.iter_claim("receipts-worker", stop=stop.is_set):
         with db.transaction() as tx:
             tx.execute("UPDATE orders SET receipted = 1 WHERE id = ?", (job.payload["order"],))
@@ -76,7 +76,7 @@ def create_order(body: shop.OrderIn, session: SessionDep) -> dict[str, Any]:
     order = shop.Order(item=body.item, total=body.total)
     session.add(order)
     session.flush()  # the order has its id
-    database(session).queue(shop.RECEIPTS).enqueue({"order": order.id}, tx=transaction(session))
+    shop.receipts(database(session)).enqueue({"order": order.id}, tx=transaction(session))
     session.commit()  # the order and its receipt job, together
     return shop.order_out(order)
 

@@ -50,13 +50,15 @@ import asyncio
 import functools
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from alkdev_storage import _native
-from alkdev_storage._database import Database
 from alkdev_storage.errors import BusyError, InputTypeError, ProgrammingError
 
-__all__ = ["AsyncDatabase", "AsyncTransaction", "begin_transaction"]
+if TYPE_CHECKING:  # at run time the native base is enough: _database imports this module
+    from alkdev_storage._database import Database
+
+__all__ = ["AsyncDatabase", "AsyncTransaction", "begin_transaction", "in_transaction"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -97,6 +99,22 @@ async def begin_transaction(db: Database, *, foreign_keys: bool = True) -> _nati
                 "another transaction held it all along"
             )
         pause = min(pause * 2, _LAST_PAUSE_S)
+
+
+async def in_transaction(db: Database, work: Callable[[_native.Transaction], _T]) -> _T:
+    """``work(tx)`` in a transaction of its own, for a coroutine: begun by
+    `begin_transaction` (no parked thread), `work` run on the loop's thread
+    (in the held transaction nothing waits), committed on a worker thread;
+    rolled back if `work` raises. What a queue's ``claim`` or an outbox's
+    ``ack`` uses from async code."""
+    tx = await begin_transaction(db)
+    try:
+        out = work(tx)
+    except BaseException:
+        tx.rollback()
+        raise
+    await _off_loop(tx.commit)
+    return out
 
 
 class AsyncDatabase:

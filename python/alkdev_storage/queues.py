@@ -27,8 +27,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Itera
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage import _checks as check
-from alkdev_storage._native import Job
+from alkdev_storage._native import Job, Transaction
 from alkdev_storage._waiting import AsyncChange, SyncChange
+from alkdev_storage.aio import in_transaction
 from alkdev_storage.errors import InputTypeError
 
 if TYPE_CHECKING:
@@ -153,12 +154,18 @@ class Queue:
         a pending ``anext()`` (``asyncio.wait_for(anext(it), t)`` timing out)
         ends the iterator for good, as with any async generator.
         """
-        check.text("worker_id", worker_id)
+        worker = check.text("worker_id", worker_id)
+
+        def claim_one(tx: Transaction) -> list[Job]:
+            return self._db._claim(self.name, worker, 1, self.visibility_timeout_s, tx=tx)
+
         with AsyncChange(self._db.path) as change:
             while True:
-                job = self.claim_one(worker_id)
-                if job is not None:
-                    yield job
+                # Never waits for the writer on the loop's thread (a request
+                # holding it may need the loop to commit).
+                jobs = await in_transaction(self._db, claim_one)
+                if jobs:
+                    yield jobs[0]
                     continue
                 await change.wait(self._wait_budget(idle_poll_s))
 
@@ -359,9 +366,10 @@ class Outbox:
             if asyncio.iscoroutine(outcome) or isinstance(outcome, asyncio.Future):
                 await outcome
         except Exception as exc:
-            job.retry(self._backoff(job), repr(exc))
+            delay, error = self._backoff(job), repr(exc)
+            await in_transaction(self.queue._db, lambda tx: job.retry(delay, error, tx=tx))
         else:
-            job.ack()
+            await in_transaction(self.queue._db, lambda tx: job.ack(tx=tx))
 
     async def run_worker(self, worker_id: str, stop_event: asyncio.Event | None = None) -> None:
         """Deliver until `stop_event` is set (forever without one)."""
