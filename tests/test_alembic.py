@@ -108,7 +108,7 @@ customers = Table(
 
 # ---------------------------------------------------------------- env.py
 
-_ENV_HEAD = f"""\
+_ENV_PREAMBLE = f"""\
 import sys
 from pathlib import Path
 
@@ -126,39 +126,45 @@ if project not in sys.path:
 import {MODELS}  # noqa: E402
 
 target_metadata = {MODELS}.metadata
+"""
 
+_ENV_HEAD = (
+    _ENV_PREAMBLE
+    + """
 
 def run_migrations_online() -> None:
     connectable = engine_from_config(
-        config.get_section(config.config_ini_section, {{}}),
+        config.get_section(config.config_ini_section, {}),
         prefix="sqlalchemy.",
         poolclass=pool.NullPool,
     )
 """
-
-# The recipe for batch migrations (for docs/sqlalchemy.md), and one statement of
-# the test's: the DB-API connection's setting once the recipe has run.
-ENV_RECIPE = (
-    _ENV_HEAD
-    + f"""
-    with connectable.connect() as connection:
-        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-        connection.commit()
-        context.configure(
-            connection=connection, target_metadata=target_metadata, render_as_batch=True
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-        connection.commit()
-        config.attributes["{FOREIGN_KEYS_AFTER}"] = (
-            connection.connection.driver_connection.foreign_keys
-        )
-
-
-run_migrations_online()
-"""
 )
+
+# The recipe for batch migrations exactly as docs/sqlalchemy.md gives it (its
+# run_migrations_online under the "## Alembic" heading), plus one statement
+# of the test's at the end of its `finally`: the DB-API connection's setting
+# once the recipe has run.
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "sqlalchemy.md"
+
+
+def documented_recipe() -> str:
+    section = DOCS.read_text().split("\n## Alembic\n", 1)[1]
+    found = re.search(r"```python\n(def run_migrations_online.*?)```", section, re.S)
+    assert found is not None, "docs/sqlalchemy.md lost its Alembic recipe"
+    recipe = found.group(1)
+    closing = '            connection.exec_driver_sql("PRAGMA foreign_keys=ON")\n'
+    closing += "            connection.commit()\n"
+    assert recipe.endswith(closing), recipe
+    probe = (
+        f'            config.attributes["{FOREIGN_KEYS_AFTER}"] = (\n'
+        "                connection.connection.driver_connection.foreign_keys\n"
+        "            )\n"
+    )
+    return recipe + probe
+
+
+ENV_RECIPE = _ENV_PREAMBLE + "\n\n" + documented_recipe() + "\n\nrun_migrations_online()\n"
 
 # The same without the PRAGMAs.
 ENV_PLAIN = (

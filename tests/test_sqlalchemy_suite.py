@@ -28,6 +28,9 @@ def test_compliance_suite_matches_pysqlite_or_is_listed() -> None:
     # The runs really ran: most of the suite passes on both drivers.
     assert result.alkdev.count()["passed"] > 1000
     assert result.pysqlite.count()["passed"] > 1000
+    # The asyncio form ran the same suite, to at least the plain form's count.
+    assert result.alkdev_async is not None
+    assert result.alkdev_async.count()["passed"] >= result.alkdev.count()["passed"]
 
 
 def test_matching_is_by_pattern_at_the_start() -> None:

@@ -1,10 +1,11 @@
-"""Run SQLAlchemy's dialect compliance suite on ``sqlite+alkdev`` and on the
+"""Run SQLAlchemy's dialect compliance suite on ``sqlite+alkdev`` (in both
+forms: plain, and the asyncio one ``create_async_engine`` gets) and on the
 stock ``sqlite+pysqlite``, and compare.
 
     python compliance/sqlalchemy/compare.py               # print the comparison
     python compliance/sqlalchemy/compare.py --write-docs  # and update docs/sqlalchemy.md
 
-Every test that passes on pysqlite must pass on alkdev or match an entry of
+Every test that passes on pysqlite must pass on each alkdev form or match an entry of
 a pattern of `ALKDEV_ONLY` (with its reason); every alkdev failure must be in
 `ALKDEV_ONLY` or fail on pysqlite too (`BOTH`). tests/test_sqlalchemy_suite.py
 runs this check in CI.
@@ -89,7 +90,8 @@ def _test_id(classname: str, name: str) -> str:
 
 
 def run(driver: str) -> Run:
-    """Run the suite for `driver` ("alkdev" or "pysqlite") in a scratch
+    """Run the suite for `driver` ("alkdev", "alkdev_async" or "pysqlite",
+    names in test.cfg) in a scratch
     folder (the suite writes its files in the working directory)."""
     with tempfile.TemporaryDirectory(prefix=f"sqla-{driver}-") as scratch:
         report = Path(scratch) / "report.xml"
@@ -107,8 +109,8 @@ def run(driver: str) -> Run:
             "no:randomly",
             f"--junitxml={report}",
         ]
-        if driver == "pysqlite":
-            cmd += ["--db", "pysqlite"]
+        if driver != "alkdev":
+            cmd += ["--db", driver]
         done = subprocess.run(cmd, cwd=scratch, capture_output=True, text=True, check=False)
         if not report.exists():
             raise RuntimeError(
@@ -150,30 +152,39 @@ def matching(test: str, table: dict[str, str]) -> str | None:
 class Comparison:
     alkdev: Run
     pysqlite: Run
+    # The asyncio form (create_async_engine on the same URL; the suite
+    # reaches it as sqlite+alkdev_async). Held to the same contract.
+    alkdev_async: Run | None = None
 
-    def lost(self) -> set[str]:
-        """Passed on pysqlite, not on alkdev."""
-        return self.pysqlite.with_outcome("passed") - self.alkdev.with_outcome("passed")
+    def ours(self) -> list[Run]:
+        return [self.alkdev] + ([self.alkdev_async] if self.alkdev_async else [])
+
+    def lost(self, run: Run | None = None) -> set[str]:
+        """Passed on pysqlite, not on `run` (alkdev by default)."""
+        run = run or self.alkdev
+        return self.pysqlite.with_outcome("passed") - run.with_outcome("passed")
 
     def problems(self) -> list[str]:
-        """What breaks the contract: an unlisted loss, an alkdev failure
-        that is neither listed nor shared with pysqlite, a listed entry that
-        no longer matches anything."""
+        """What breaks the contract, for each of our runs: an unlisted loss,
+        a failure that is neither listed nor shared with pysqlite, a listed
+        entry that no longer matches anything."""
         out = []
-        for test in sorted(self.lost()):
-            if matching(test, ALKDEV_ONLY) is None:
-                out.append(f"passes on pysqlite, not on alkdev, not listed: {test}")
         pysqlite_failed = self.pysqlite.with_outcome("failed", "error")
-        for test in sorted(self.alkdev.with_outcome("failed", "error")):
-            listed = matching(test, ALKDEV_ONLY) or (
-                matching(test, BOTH) if test in pysqlite_failed else None
-            )
-            if listed is None:
-                out.append(f"fails on alkdev, not listed: {test}")
-        lost = self.lost()
-        for pattern in ALKDEV_ONLY:
-            if not any(re.match(pattern, t) for t in lost):
-                out.append(f"ALKDEV_ONLY entry matches nothing any more: {pattern}")
+        for run in self.ours():
+            name = run.driver
+            lost = self.lost(run)
+            for test in sorted(lost):
+                if matching(test, ALKDEV_ONLY) is None:
+                    out.append(f"passes on pysqlite, not on {name}, not listed: {test}")
+            for test in sorted(run.with_outcome("failed", "error")):
+                listed = matching(test, ALKDEV_ONLY) or (
+                    matching(test, BOTH) if test in pysqlite_failed else None
+                )
+                if listed is None:
+                    out.append(f"fails on {name}, not listed: {test}")
+            for pattern in ALKDEV_ONLY:
+                if not any(re.match(pattern, t) for t in lost):
+                    out.append(f"ALKDEV_ONLY entry matches nothing any more on {name}: {pattern}")
         return out
 
     def markdown(self) -> str:
@@ -185,12 +196,22 @@ class Comparison:
         )
         lines = [
             f"SQLAlchemy {sqlalchemy.__version__}, {len(self.alkdev.outcomes)} tests, the "
-            "same requirements class for both drivers "
+            "same requirements class for every driver "
             "(`compliance/sqlalchemy/requirements.py`):",
             "",
             "| | passed | skipped | failed | errors |",
             "|---|---:|---:|---:|---:|",
             _count_row(f"`sqlite+alkdev` (SQLite {self.alkdev.sqlite}, bundled)", self.alkdev),
+            *(
+                [
+                    _count_row(
+                        "`sqlite+alkdev` under `create_async_engine` (the same SQLite)",
+                        self.alkdev_async,
+                    )
+                ]
+                if self.alkdev_async
+                else []
+            ),
             _count_row(
                 f"`sqlite+pysqlite` (SQLite {self.pysqlite.sqlite}, the system's)", self.pysqlite
             ),
@@ -228,7 +249,7 @@ def _pattern_table(heading: str, table: dict[str, str], tests: set[str]) -> list
 
 
 def compare() -> Comparison:
-    return Comparison(run("alkdev"), run("pysqlite"))
+    return Comparison(run("alkdev"), run("pysqlite"), run("alkdev_async"))
 
 
 def main() -> int:

@@ -18,6 +18,12 @@ from sqlalchemy import event
 from sqlalchemy.dialects import registry
 
 registry.register("sqlite.alkdev", "alkdev_storage.sqlalchemy.dialect", "AlkdevDialect")
+# The asyncio form under a name of its own, for this suite only: users reach
+# it with create_async_engine("sqlite+alkdev://..."), while the suite picks
+# a dialect by URL and drives an async one through greenlets itself.
+registry.register(
+    "sqlite.alkdev_async", "alkdev_storage.sqlalchemy.async_dialect", "AlkdevAsyncDialect"
+)
 
 pytest.register_assert_rewrite("sqlalchemy.testing.assertions")
 

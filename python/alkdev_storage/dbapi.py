@@ -40,12 +40,12 @@ Parameters: ``paramstyle`` is ``qmark`` (``?``); the named style
 ``datetime`` values are stored as ISO 8601 text, as ``sqlite3``'s classic
 adapters did; ``Binary`` is ``bytes``.
 
-Threads: ``threadsafety`` is 1 (share the module, not connections). A
-connection holds a native transaction whose writer the core ties to the
-thread that opened it, and a cursor used by a second thread while the first
-is inside one of its calls raises ``RuntimeError``; give each thread its own
-connection (several may wrap one `alk.Database` through ``connect(db=...)``;
-their transactions take turns on its writer).
+Threads: ``threadsafety`` is 1 (share the module, not connections; a
+cursor used by a second thread while the first is inside one of its calls
+raises ``RuntimeError``). A connection's transaction is the connection's,
+not its thread's, so a framework may end it on another thread of its pool.
+Connections wrapping one `alk.Database` (``connect(db=...)``) take turns on
+its writer: a second writer waits, on any thread, up to ``busy_timeout_ms``.
 
 More in docs/dbapi.md.
 """
@@ -115,11 +115,10 @@ __all__ = [
 ]
 
 apilevel: Final = "2.0"
-# 1: threads may share the module but not a connection. A connection holds a
-# native transaction, and the writer records the thread that opened it (a
-# second transaction on that thread fails fast with NestedTransactionError);
-# cursors keep their result state without locks. Give each thread its own
-# connection; they may wrap the same `alk.Database`.
+# 1: threads may share the module but not a connection at once: cursors keep
+# their result state without locks. A connection may move between threads
+# (its transaction is its own, not a thread's); connections may wrap the same
+# `alk.Database`, whose writer they take in turn.
 threadsafety: Final = 1
 paramstyle: Final = "qmark"
 
