@@ -2,13 +2,14 @@
 ``sqlite+aiosqlite``, measured in the same run.
 
 ``create_async_engine("sqlite+alkdev:///...")`` gets our dialect's asyncio
-form (alkdev_storage/sqlalchemy/async_dialect.py): a statement inside an open
-transaction or on the connection's read snapshot runs at once on the loop's
-thread; one that may wait (opening a transaction, ``commit``, a read outside
-a transaction, opening a connection) runs on the loop's default executor;
-each statement is executed and fetched in one trip. The baseline,
-``sqlite+aiosqlite``, runs every call (cursor, execute, fetch, commit) on
-its connection's own thread, one trip each.
+form (alkdev_storage/sqlalchemy/async_dialect.py): the statement that opens
+a transaction takes the writer from the loop (``aio.begin_transaction``); a
+statement inside the open transaction or on the connection's read snapshot
+(the first read included) runs at once on the loop's thread; what may wait
+(``commit``, a read on a pooled reader, opening a connection) runs on the
+loop's default executor, executed and fetched in one trip. The baseline, ``sqlite+aiosqlite``, runs
+every call (cursor, execute, fetch, commit) on its connection's own thread,
+one trip each.
 
 Both engines use the same SQLAlchemy, the same mapped classes and the same
 program, each on its own file in the same folder. The aiosqlite engine is
@@ -32,8 +33,9 @@ pooled connections' threads (aiosqlite) live across rounds, as in a server.
 Workloads:
 
 - ``sa-async-orm-insert``: 200 ORM units of work in turn, each
-  ``async with AsyncSession(engine) as s, s.begin(): s.add_all(10 items)``
-  (one INSERT ... RETURNING for the primary keys, then the commit).
+  ``async with AsyncSession(engine) as s, s.begin(): s.add_all(10 items)``:
+  10 ``INSERT ... RETURNING id`` (SQLAlchemy sends one row per statement
+  when SQLite must return the new keys in order), then the commit.
 - ``sa-async-mixed``: inserts plus concurrent session reads. 400 operations
   drawn by 8 tasks (``asyncio.gather``) from one shared list: every 4th an
   insert unit of work as above, the others a read session of 4
@@ -497,12 +499,6 @@ def bench_select(benchmark: Any, runner: asyncio.Runner, engine: AsyncEngine) ->
     assert len(benchmark(lambda: runner.run(core_select(engine)))) == n
 
 
-@pytest.mark.xfail(
-    raises=AttributeError,
-    strict=True,  # a pass fails the run: then drop this mark
-    reason="the asyncio dialect's cursor lacks the _async_soft_close() that "
-    "AsyncConnection.execute calls on a result with rows (SQLAlchemy >= 2.0.44)",
-)
 @pytest.mark.benchmark(group="sa-async-select")
 def test_async_select_ours(benchmark: Any, runner: asyncio.Runner, alkdev: AsyncEngine) -> None:
     bench_select(benchmark, runner, alkdev)

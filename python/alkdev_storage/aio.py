@@ -84,21 +84,24 @@ async def begin_transaction(db: Database, *, foreign_keys: bool = True) -> _nati
     tx = db._try_transaction(foreign_keys=foreign_keys)
     if tx is not None:
         return tx
-    loop = asyncio.get_running_loop()
+    # The budget counts the pauses this coroutine asked for, not the clock:
+    # while other code blocks the loop (a synchronous write in a handler) the
+    # writer may well have been free, and this coroutine had no turn to look.
     timeout_s = db.busy_timeout_ms / 1000
-    deadline = loop.time() + timeout_s
+    waited = 0.0
     pause = _FIRST_PAUSE_S
     while True:
-        await asyncio.sleep(min(pause, max(deadline - loop.time(), 0)))
+        await asyncio.sleep(pause)
+        waited += pause
         tx = db._try_transaction(foreign_keys=foreign_keys)
         if tx is not None:
             return tx
-        if loop.time() >= deadline:
+        if waited >= timeout_s:
             raise BusyError(
                 f"waited {db.busy_timeout_ms} ms (busy_timeout_ms) for this database's writer: "
                 "another transaction held it all along"
             )
-        pause = min(pause * 2, _LAST_PAUSE_S)
+        pause = min(pause * 2, _LAST_PAUSE_S, max(timeout_s - waited, _FIRST_PAUSE_S))
 
 
 async def in_transaction(db: Database, work: Callable[[_native.Transaction], _T]) -> _T:

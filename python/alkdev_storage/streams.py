@@ -26,6 +26,7 @@ from alkdev_storage import _checks as check
 from alkdev_storage._checks import shown
 from alkdev_storage._closing import Closing
 from alkdev_storage._waiting import AsyncChange, SyncChange
+from alkdev_storage.aio import in_transaction
 from alkdev_storage.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -213,16 +214,16 @@ class Subscription(Closing):
             self._buffer.reverse()
         return bool(self._buffer)
 
-    def _settle(self) -> None:
-        """The events in hand are done; save if a batch is due."""
+    def _settle(self) -> bool:
+        """The events in hand are done; True if a save is due (the caller
+        flushes, in its own way: sync or async)."""
         if not self._in_hand:
-            return
+            return False
         self._unsaved += 1
         self._done.update(self._in_hand)
         self._in_hand = {}
         due = time.monotonic() - self._last_save >= self._save_every_s
-        if self._unsaved >= self._save_every_n or due:
-            self.flush()
+        return self._unsaved >= self._save_every_n or due
 
     def _handout(self) -> Event:
         event = self._buffer.pop()
@@ -251,23 +252,43 @@ class Subscription(Closing):
         self._in_hand = {}
         self.flush()
 
+    def _unsaved_offsets(self) -> list[tuple[str, int]]:
+        return [(t, o) for t, o in self._done.items() if o > self._saved.get(t, 0)]
+
+    def _saved_now(self, changed: list[tuple[str, int]]) -> None:
+        self._saved.update(changed)
+        self._unsaved = 0
+        self._last_save = time.monotonic()
+
     def flush(self) -> None:
         """Save the consumer's offsets of the events already done (no-op
         without a consumer). The events in hand are not saved."""
         if self.consumer is None:
             return
-        changed = [(t, o) for t, o in self._done.items() if o > self._saved.get(t, 0)]
+        changed = self._unsaved_offsets()
         if changed:
             self._db._save_offsets(self.consumer, changed)
-            self._saved.update(changed)
-        self._unsaved = 0
-        self._last_save = time.monotonic()
+        self._saved_now(changed)
+
+    async def aflush(self) -> None:
+        """`flush` for a coroutine: the save takes the writer without
+        blocking the event loop (`alkdev_storage.aio.in_transaction`)."""
+        consumer = self.consumer
+        if consumer is None:
+            return
+        changed = self._unsaved_offsets()
+        if changed:
+            await in_transaction(
+                self._db, lambda tx: self._db._save_offsets(consumer, changed, tx=tx)
+            )
+        self._saved_now(changed)
 
     def poll(self) -> list[Event]:
         """Every event available now (possibly none), without waiting. The
         events returned stay in hand until the next call (or `ack`)."""
         self._check_open()
-        self._settle()
+        if self._settle():
+            self.flush()
         out: list[Event] = []
         while self._fill():
             out.append(self._handout())
@@ -277,7 +298,8 @@ class Subscription(Closing):
         """The next event, waiting up to `timeout` seconds (None: forever).
         Asking for it marks the events in hand as done."""
         self._check_open()
-        self._settle()
+        if self._settle():
+            self.flush()
         if self._fill():
             return self._handout()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -297,9 +319,10 @@ class Subscription(Closing):
                 yield event
 
     async def anext(self, timeout: float | None = None) -> Event | None:
-        """Async form of `next`."""
+        """Async form of `next`; saving offsets never blocks the loop."""
         self._check_open()
-        self._settle()
+        if self._settle():
+            await self.aflush()
         if self._fill():
             return self._handout()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -360,10 +383,30 @@ class Subscription(Closing):
     async def __aenter__(self) -> Self:
         return self
 
+    async def aclose(self) -> None:
+        """`close` for a coroutine (the save does not block the loop)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._in_hand = {}
+        await self.aflush()
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.__exit__(exc_type, exc, tb)
+        """As ``__exit__``, saving without blocking the event loop."""
+        if self._closed:
+            return
+        if exc is None:
+            self._done.update(self._in_hand)
+            await self.aclose()
+            return
+        try:
+            await self.aclose()
+        except Exception as flush_error:
+            exc.add_note(
+                f"alkdev-storage: the consumer's offsets were not saved: {shown(flush_error)}"
+            )

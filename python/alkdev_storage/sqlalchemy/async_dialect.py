@@ -16,12 +16,14 @@ where each call runs:
   as many waiting sessions as threads, nobody could commit.
 - A statement inside the connection's open transaction runs at once, on the
   loop's thread: the transaction holds the writer, so nothing can make it
-  wait, and a hop to a thread would cost more than the statement. Reads on
-  the transaction's snapshot (taken by its first read) do the same.
+  wait, and a hop to a thread would cost more than the statement. So do
+  reads on the connection's snapshot, the first one included (it takes an
+  idle snapshot connection or opens one: nothing to wait for).
 - The rest may wait and runs on a worker thread (the event loop's default
   executor) while the loop goes on: ``commit`` (the writer's WAL hook may
-  wait for old snapshots), reads outside a transaction (they may wait for a
-  pooled reader), opening and closing.
+  wait for old snapshots), reads with ``snapshot_reads=false`` or in
+  ``AUTOCOMMIT`` (they may wait for a pooled reader), a PRAGMA outside a
+  transaction, opening and closing.
 
 Each statement is executed and its rows fetched in one call, so a statement
 costs at most one trip to a thread. The rows come back whole, as with every
@@ -54,6 +56,18 @@ _T = TypeVar("_T")
 
 async def _off_loop(work: Callable[[], _T]) -> _T:
     return await asyncio.get_running_loop().run_in_executor(None, work)
+
+
+async def _nothing() -> None:
+    """Completes without yielding to the loop."""
+
+
+def _awaited() -> None:
+    """One await that costs a greenlet switch and nothing more. SQLAlchemy's
+    asyncio extension requires every ``await conn.execute(...)`` to await
+    something (a guard against sync drivers); a statement run inline awaits
+    this."""
+    await_(_nothing())
 
 
 def _waiting(work: Callable[[], _T]) -> _T:
@@ -131,6 +145,10 @@ class AsyncAdaptedCursor:
         self._rows.clear()
         self._cursor.close()
 
+    async def _async_soft_close(self) -> None:
+        """What SQLAlchemy's asyncio results call before handing rows to sync
+        code: nothing to do, the rows are already here."""
+
     def setinputsizes(self, *sizes: Any) -> None:
         """Accepted and ignored, as `dbapi.Cursor.setinputsizes`."""
 
@@ -173,8 +191,10 @@ class AsyncAdaptedConnection(AdaptedConnection):
             return _Where.INLINE
         shape = _dbapi._shape(operation)
         if shape.reader:
-            on_snapshot = conn._in_snapshot and conn._reads_on_snapshot
-            return _Where.INLINE if on_snapshot else _Where.OFF_LOOP
+            # On the connection's snapshot (begun by this read if need be):
+            # a snapshot connection is idle or opened, never waited for. A
+            # pooled reader may have to be waited for.
+            return _Where.INLINE if conn._reads_on_snapshot else _Where.OFF_LOOP
         if shape.first == "PRAGMA" or not (shape.plain or shape.control == "BEGIN"):
             # A PRAGMA runs on its own on the writer (as dbapi does it), and
             # COMMIT or ROLLBACK with no transaction only raises.
@@ -193,6 +213,7 @@ class AsyncAdaptedConnection(AdaptedConnection):
         (opened first when `begin`). In autocommit mode that transaction is
         the statement's own, committed right after it."""
         if not begin:
+            _awaited()
             return run()
         self._begin()
         conn = self._connection
@@ -218,10 +239,10 @@ class AsyncAdaptedConnection(AdaptedConnection):
         _waiting(self._connection.commit)
 
     def rollback(self) -> None:
+        # Nothing here waits (ROLLBACK runs no checkpoint); the pool calls
+        # this on every checkin, mostly with nothing open.
         conn = self._connection
-        if conn.in_transaction:
-            _waiting(conn.rollback)
-        else:  # only a read snapshot to let go of: nothing waits
+        if conn._tx is not None or conn._in_snapshot:
             conn.rollback()
 
     def close(self) -> None:
