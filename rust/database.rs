@@ -1012,7 +1012,11 @@ impl Database {
     /// and no other process holding the file's write lock), else None: what
     /// an event loop tries before it sleeps and tries again.
     #[pyo3(signature = (*, foreign_keys=true))]
-    fn _try_transaction(&self, py: Python<'_>, foreign_keys: bool) -> PyResult<Option<Transaction>> {
+    fn _try_transaction(
+        &self,
+        py: Python<'_>,
+        foreign_keys: bool,
+    ) -> PyResult<Option<Transaction>> {
         Transaction::try_begin(py, self.core.clone(), foreign_keys)
     }
 

@@ -19,9 +19,9 @@ mod schema;
 mod snapshot;
 mod transaction;
 mod walguard;
-mod writer;
 #[cfg(unix)]
 mod watch;
+mod writer;
 
 use database::{Database, ExecuteResult};
 

@@ -90,7 +90,11 @@ impl Transaction {
     /// IMMEDIATE` gets SQLite's write lock at once (another process may
     /// hold it: the busy handler is off for this one statement). None
     /// otherwise, with nothing held.
-    pub fn try_begin(py: Python<'_>, core: Arc<Core>, foreign_keys: bool) -> PyResult<Option<Self>> {
+    pub fn try_begin(
+        py: Python<'_>,
+        core: Arc<Core>,
+        foreign_keys: bool,
+    ) -> PyResult<Option<Self>> {
         let Some(writer) = core.try_acquire_writer()? else {
             return Ok(None);
         };
