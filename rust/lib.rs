@@ -16,6 +16,7 @@ mod json;
 mod ops;
 mod primitives;
 mod schema;
+mod secrets;
 mod snapshot;
 mod transaction;
 mod walguard;
@@ -60,6 +61,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(json::json_dumps, m)?)?;
     m.add_function(wrap_pyfunction!(json::json_document, m)?)?;
     m.add_function(wrap_pyfunction!(dbapi::_dbapi_hooks, m)?)?;
+    m.add_function(wrap_pyfunction!(secrets::_encrypt, m)?)?;
+    m.add_function(wrap_pyfunction!(secrets::_decrypt, m)?)?;
     m.add_class::<Database>()?;
     m.add_class::<job::Job>()?;
     m.add_class::<ExecuteResult>()?;

@@ -23,6 +23,7 @@ MODULES = [
     "alkdev_storage.pubsub",
     "alkdev_storage.queues",
     "alkdev_storage.scheduler",
+    "alkdev_storage.secrets",
     "alkdev_storage.sqlalchemy",
     "alkdev_storage.ssh",
     "alkdev_storage.storage",

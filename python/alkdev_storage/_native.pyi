@@ -24,6 +24,8 @@ __all__ = [
     "Watch",
     "_crash_watcher",
     "_dbapi_hooks",
+    "_decrypt",
+    "_encrypt",
     "configure_watcher",
     "connect",
     "cron_next_after",
@@ -512,3 +514,8 @@ class SchemaValidator:
     def schema(self) -> str: ...
     @property
     def draft(self) -> Literal["4", "6", "7", "2019-09", "2020-12"]: ...
+
+def _encrypt(plaintext: bytes, password: bytes, iterations: int) -> tuple[bytes, bytes, bytes]: ...
+def _decrypt(
+    password: bytes, salt: bytes, iv: bytes, data: bytes, iterations: int
+) -> bytes | None: ...

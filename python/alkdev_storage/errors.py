@@ -48,6 +48,7 @@ The tree::
     ├── DocumentError (also ValueError)
     ├── MissingExtraError (also ImportError)
     ├── TenantHandlesBusyError (also TimeoutError)
+    ├── DecryptionError
     ├── SchemaVersionError, MigrationError
     ├── InvalidInputError (also ValueError)
     │   └── LimitExceededError
@@ -89,6 +90,7 @@ __all__ = [
     "DataError",
     "DatabaseClosedError",
     "DatabaseError",
+    "DecryptionError",
     "DiskIOError",
     "DocumentError",
     "EdgeDirectionError",
@@ -374,6 +376,12 @@ class InputTypeError(StorageError, TypeError):
 class MissingExtraError(StorageError, ImportError):
     """A feature needs a package that is not installed. The message names
     the extra that brings it: ``pip install 'alkdev-storage[EXTRA]'``."""
+
+
+class DecryptionError(StorageError):
+    """An encrypted secret does not decrypt: the password is wrong, or the
+    salt, IV or data were changed (AES-GCM's tag cannot tell which). Nothing
+    is returned; check the password, or restore the secret."""
 
 
 class TenantHandlesBusyError(StorageError, TimeoutError):
