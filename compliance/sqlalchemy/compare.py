@@ -20,6 +20,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -249,7 +250,11 @@ def _pattern_table(heading: str, table: dict[str, str], tests: set[str]) -> list
 
 
 def compare() -> Comparison:
-    return Comparison(run("alkdev"), run("pysqlite"), run("alkdev_async"))
+    """The three runs, at once: each is a pytest process of its own, in a
+    scratch folder of its own."""
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        alkdev, pysqlite, alkdev_async = pool.map(run, ("alkdev", "pysqlite", "alkdev_async"))
+    return Comparison(alkdev, pysqlite, alkdev_async)
 
 
 def main() -> int:
