@@ -5,8 +5,9 @@
 //! timeout, whichever thread it is on, because a transaction belongs to its
 //! object, not to the thread that began it. The one wait that could never
 //! end, a statement on the writer calling back into the database for the
-//! writer (a SQL function written in Python), fails at once. Every reader is configured (busy timeout, statement cache,
-//! honker functions) exactly once before its first use. Reads outside a
+//! writer (a SQL function written in Python), fails at once. Every reader
+//! is configured (busy timeout, statement cache, honker functions) exactly
+//! once before its first use. Reads outside a
 //! transaction go to a reader (a WAL snapshot); writes outside a transaction
 //! run on the writer as their own transaction.
 
@@ -103,11 +104,7 @@ impl Core {
     /// a statement on the writer right now (a Python SQL function calling
     /// back into the database), a wait that could never end.
     pub fn acquire_writer(&self, py: Python<'_>) -> Result<WriterGuard<'_>> {
-        self.check_open()?;
-        let me = thread_token();
-        if self.writer_running.load(Ordering::Acquire) == me {
-            return Err(Error::NestedTransaction);
-        }
+        let me = self.may_take_writer()?;
         let conn = match self.writer.try_acquire() {
             Some(conn) => conn,
             None => {
@@ -127,50 +124,51 @@ impl Core {
                 }
             }
         };
-        self.writer_taken_by.store(me, Ordering::Release);
-        self.writer_running.store(me, Ordering::Release);
-        let guard = WriterGuard {
-            core: self,
-            conn: Some(conn),
-        };
-        self.install_writer_functions(&guard)?;
-        Ok(guard)
+        self.hold_writer(conn, me)
     }
 
     /// The writer if it is free now, else None; never waits.
     pub fn try_acquire_writer(&self) -> Result<Option<WriterGuard<'_>>> {
+        let me = self.may_take_writer()?;
+        match self.writer.try_acquire() {
+            Some(conn) => self.hold_writer(conn, me).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// This thread's token, if it may take the writer: the database is
+    /// open, and this thread is not running a statement on the writer now.
+    fn may_take_writer(&self) -> Result<u64> {
         self.check_open()?;
         let me = thread_token();
         if self.writer_running.load(Ordering::Acquire) == me {
             return Err(Error::NestedTransaction);
         }
-        let Some(conn) = self.writer.try_acquire() else {
-            return Ok(None);
-        };
+        Ok(me)
+    }
+
+    /// The writer connection just taken by thread `me`, in a guard, with
+    /// the current SQL functions installed.
+    fn hold_writer(&self, conn: Connection, me: u64) -> Result<WriterGuard<'_>> {
         self.writer_taken_by.store(me, Ordering::Release);
         self.writer_running.store(me, Ordering::Release);
         let guard = WriterGuard {
             core: self,
             conn: Some(conn),
         };
-        self.install_writer_functions(&guard)?;
-        Ok(Some(guard))
-    }
-
-    fn install_writer_functions(&self, writer: &Connection) -> Result<()> {
         let current = self.functions.generation();
         if self.writer_functions.load(Ordering::Acquire) != current {
-            let installed = self.functions.install(writer).map_err(Error::run)?;
+            let installed = self.functions.install(&guard).map_err(Error::run)?;
             self.writer_functions.store(installed, Ordering::Release);
         }
-        Ok(())
+        Ok(guard)
     }
 
     pub fn busy_timeout(&self) -> Duration {
         self.settings.busy_timeout
     }
 
-    /// Run `work` on the writer connection `conn` that a transaction holds,
+    /// Run `work`, which uses the writer connection a transaction holds,
     /// recording this thread as running on it (see `acquire_writer`).
     pub fn running_on_writer<T>(&self, work: impl FnOnce() -> T) -> T {
         let me = thread_token();

@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
@@ -42,6 +43,37 @@ fn restore_foreign_keys(conn: &Connection, was_off: bool) {
     }
 }
 
+/// `BEGIN IMMEDIATE` on the writer `w`, with foreign keys turned off first
+/// when `foreign_keys_off` (and back on if it fails). With
+/// `no_wait_then_busy_timeout`, SQLite's busy handler is off for the BEGIN,
+/// so another process's write lock is `SQLITE_BUSY` at once, and the busy
+/// timeout is set back to that value afterwards (a transaction it cannot be
+/// set back on is rolled back rather than left open).
+fn begin_immediate(
+    w: &Connection,
+    foreign_keys_off: bool,
+    no_wait_then_busy_timeout: Option<Duration>,
+) -> Result<()> {
+    if foreign_keys_off {
+        exec::control(w, "PRAGMA foreign_keys=OFF")?;
+    }
+    let begun = match no_wait_then_busy_timeout {
+        None => exec::control(w, "BEGIN IMMEDIATE"),
+        Some(timeout) => w
+            .busy_timeout(Duration::ZERO)
+            .map_err(Error::run)
+            .and_then(|()| {
+                let begun = exec::control(w, "BEGIN IMMEDIATE");
+                let restored = w.busy_timeout(timeout).map_err(Error::run);
+                if begun.is_ok() && restored.is_err() {
+                    let _ = exec::control(w, "ROLLBACK");
+                }
+                begun.and(restored)
+            }),
+    };
+    begun.inspect_err(|_| restore_foreign_keys(w, foreign_keys_off))
+}
+
 /// A write transaction. Use it as a context manager (commit on success,
 /// rollback on exception) or call `commit()` / `rollback()` explicitly.
 /// Weak-referenceable, so that Python code can tie the lifetime of what the
@@ -68,22 +100,10 @@ impl Transaction {
     pub fn begin(py: Python<'_>, core: Arc<Core>, foreign_keys: bool) -> PyResult<Self> {
         let writer = core.acquire_writer(py)?;
         let off = !foreign_keys;
-        let (writer, begun) = detached_with(py, writer, |w| {
-            if off {
-                exec::control(w, "PRAGMA foreign_keys=OFF")?;
-            }
-            exec::control(w, "BEGIN IMMEDIATE").inspect_err(|_| restore_foreign_keys(w, off))
-        });
+        let (writer, begun) = detached_with(py, writer, |w| begin_immediate(w, off, None));
         begun?;
         let conn = writer.into_inner();
-        Ok(Transaction {
-            core,
-            state: Mutex::new(TxState {
-                conn: Some(conn),
-                savepoints: 0,
-            }),
-            foreign_keys_off: off,
-        })
+        Ok(Self::holding(core, conn, off))
     }
 
     /// `begin` if that needs no wait: the writer is free, and `BEGIN
@@ -100,20 +120,8 @@ impl Transaction {
         };
         let off = !foreign_keys;
         let busy_timeout = core.busy_timeout();
-        let (writer, begun) = detached_with(py, writer, |w| {
-            if off {
-                exec::control(w, "PRAGMA foreign_keys=OFF")?;
-            }
-            let begun = w
-                .busy_timeout(std::time::Duration::ZERO)
-                .map_err(Error::run)
-                .and_then(|()| exec::control(w, "BEGIN IMMEDIATE"));
-            let restored = w.busy_timeout(busy_timeout).map_err(Error::run);
-            if begun.is_err() {
-                restore_foreign_keys(w, off);
-            }
-            begun.and(restored)
-        });
+        let (writer, begun) =
+            detached_with(py, writer, |w| begin_immediate(w, off, Some(busy_timeout)));
         match begun {
             Ok(()) => {}
             Err(Error::Sqlite { code, .. }) if code & 0xff == rusqlite::ffi::SQLITE_BUSY => {
@@ -122,14 +130,19 @@ impl Transaction {
             Err(e) => return Err(e.into()),
         }
         let conn = writer.into_inner();
-        Ok(Some(Transaction {
+        Ok(Some(Self::holding(core, conn, off)))
+    }
+
+    /// The transaction owning `conn`, on which `BEGIN IMMEDIATE` is open.
+    fn holding(core: Arc<Core>, conn: Connection, foreign_keys_off: bool) -> Self {
+        Transaction {
             core,
             state: Mutex::new(TxState {
                 conn: Some(conn),
                 savepoints: 0,
             }),
-            foreign_keys_off: off,
-        }))
+            foreign_keys_off,
+        }
     }
 
     /// True if this transaction is on `core`'s writer.
