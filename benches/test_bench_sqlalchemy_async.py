@@ -66,7 +66,7 @@ import random
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import pytest
 
@@ -74,22 +74,10 @@ sqlalchemy = pytest.importorskip("sqlalchemy")
 pytest.importorskip("greenlet")
 pytest.importorskip("aiosqlite")
 
-from sqlalchemy import (  # noqa: E402
-    Connection,
-    ForeignKey,
-    LargeBinary,
-    Row,
-    String,
-    Table,
-    create_engine,
-    event,
-    exc,
-    func,
-    insert,
-    select,
-)
+import test_bench_sqlalchemy as sync_bench  # noqa: E402
+from sqlalchemy import Connection, Row, create_engine, event, exc, insert, select  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine  # noqa: E402
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
 
 N_UNITS = 200
 N_UNITS_CI = 10
@@ -102,51 +90,19 @@ TASKS = 8
 INSERT_EVERY = 4
 GETS = 4
 SPAN = 10  # rows of a read session's range select
-N_GROUPS = 10
+N_GROUPS = sync_bench.N_GROUPS  # the groups item() spreads rows over
 SEED = 7
 ROUNDS = 10
 WARMUP = 1
 
 _T = TypeVar("_T")
 
-# As test_bench_sqlalchemy.py: those of our core (honker-core's defaults).
-PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
-    "PRAGMA foreign_keys=ON",
-    "PRAGMA cache_size=-32000",
-    "PRAGMA temp_store=MEMORY",
-    "PRAGMA wal_autocheckpoint=10000",
-)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Group(Base):
-    __tablename__ = "groups"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(50))
-
-
-class Item(Base):
-    __tablename__ = "items"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"))
-    name: Mapped[str] = mapped_column(String(50))
-    score: Mapped[float | None]
-    blob: Mapped[bytes | None] = mapped_column(LargeBinary)
-
-
-ITEMS = cast(Table, Item.__table__)
-COUNT = select(func.count()).select_from(ITEMS)
-
-
-def item(i: int) -> dict[str, Any]:
-    return {"group_id": i % N_GROUPS + 1, "name": f"item-{i}", "score": i * 0.5, "blob": b"xy"}
+# The schema, the rows and the baseline's PRAGMAs (those of our core) are
+# test_bench_sqlalchemy.py's, so the sync and async numbers describe the
+# same tables.
+PRAGMAS = sync_bench.PRAGMAS
+Base, Group, Item = sync_bench.Base, sync_bench.Group, sync_bench.Item
+ITEMS, COUNT, item = sync_bench.ITEMS, sync_bench.COUNT, sync_bench.item
 
 
 def new_item(unit: int, j: int) -> dict[str, Any]:
@@ -222,9 +178,8 @@ def settled_statements() -> Iterator[None]:
     ORM statements on first use, and the engine that compiles a statement
     first pays for it on every later statement-cache lookup)."""
     engine = create_engine("sqlite://")
-    Base.metadata.create_all(engine)
     with engine.begin() as conn:
-        conn.execute(insert(Group), [{"id": g, "name": f"group-{g}"} for g in range(1, 11)])
+        create(conn)
         conn.execute(ITEMS.insert(), [{"id": i, **item(i)} for i in range(1, SPAN + 1)])
     with Session(engine) as session, session.begin():
         session.add_all([Item(**new_item(0, j)) for j in range(ROWS_PER_UNIT)])

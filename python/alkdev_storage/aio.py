@@ -65,6 +65,7 @@ _T = TypeVar("_T")
 
 
 async def _off_loop(work: Callable[[], _T]) -> _T:
+    """`work()` on the event loop's default executor, awaited."""
     return await asyncio.get_running_loop().run_in_executor(None, work)
 
 

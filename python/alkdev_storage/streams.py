@@ -348,15 +348,29 @@ class Subscription(Closing):
         if self._closed:
             raise InvalidInputError("subscription is closed")
 
+    def _closing(self, completed: bool) -> bool:
+        """Mark the subscription closed, the events in hand done when the
+        handler `completed` them; False if it was closed already."""
+        if self._closed:
+            return False
+        if completed:
+            self._done.update(self._in_hand)
+        self._closed = True
+        self._in_hand = {}
+        return True
+
+    @staticmethod
+    def _note_unsaved(exc: BaseException, flush_error: Exception) -> None:
+        # The block's own exception is the one to see; this one is why the
+        # done tail will be delivered again.
+        exc.add_note(f"alkdev-storage: the consumer's offsets were not saved: {shown(flush_error)}")
+
     def close(self) -> None:
         """Save the done events' offsets and stop. The events in hand are
         not done (call `ack` first to count them): they are delivered again
         to this consumer. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._in_hand = {}
-        self.flush()
+        if self._closing(completed=False):
+            self.flush()
 
     def __exit__(
         self,
@@ -364,32 +378,23 @@ class Subscription(Closing):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._closed:
-            return
-        if exc is None:
-            # The block completed: the handler finished with what it holds.
-            self._done.update(self._in_hand)
-            self.close()
+        # A block that completed finished with what it holds.
+        if not self._closing(completed=exc is None):
             return
         try:
-            self.close()
+            self.flush()
         except Exception as flush_error:
-            # The block's own exception is the one to see; this one is why
-            # the done tail will be delivered again.
-            exc.add_note(
-                f"alkdev-storage: the consumer's offsets were not saved: {shown(flush_error)}"
-            )
+            if exc is None:
+                raise
+            self._note_unsaved(exc, flush_error)
 
     async def __aenter__(self) -> Self:
         return self
 
     async def aclose(self) -> None:
         """`close` for a coroutine (the save does not block the loop)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._in_hand = {}
-        await self.aflush()
+        if self._closing(completed=False):
+            await self.aflush()
 
     async def __aexit__(
         self,
@@ -398,15 +403,11 @@ class Subscription(Closing):
         tb: TracebackType | None,
     ) -> None:
         """As ``__exit__``, saving without blocking the event loop."""
-        if self._closed:
-            return
-        if exc is None:
-            self._done.update(self._in_hand)
-            await self.aclose()
+        if not self._closing(completed=exc is None):
             return
         try:
-            await self.aclose()
+            await self.aflush()
         except Exception as flush_error:
-            exc.add_note(
-                f"alkdev-storage: the consumer's offsets were not saved: {shown(flush_error)}"
-            )
+            if exc is None:
+                raise
+            self._note_unsaved(exc, flush_error)

@@ -32,7 +32,6 @@ asyncio driver under SQLAlchemy's default (non-streaming) results.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import functools
 from collections import deque
@@ -46,16 +45,12 @@ from sqlalchemy.engine.url import URL
 from sqlalchemy.util.concurrency import await_
 
 from alkdev_storage import dbapi as _dbapi
-from alkdev_storage.aio import begin_transaction
+from alkdev_storage.aio import _off_loop, begin_transaction
 from alkdev_storage.sqlalchemy.dialect import AlkdevDialect
 
 __all__ = ["AlkdevAsyncDialect"]
 
 _T = TypeVar("_T")
-
-
-async def _off_loop(work: Callable[[], _T]) -> _T:
-    return await asyncio.get_running_loop().run_in_executor(None, work)
 
 
 async def _nothing() -> None:
