@@ -239,6 +239,7 @@ CONSUMER = textwrap.dedent(
         return events.next(timeout=0.3) is None
 
     events = db.subscribe(["a", "b"], consumer="c", save_every_n=every, save_every_s=0.05)
+    print("ready", flush=True)  # imported and subscribed: the kill clock starts
     if mode == "iter":
         with events:
             for event in events:
@@ -308,7 +309,9 @@ def test_a_consumer_killed_50_times_never_skips_or_reorders(tmp_path: Path) -> N
         with open(log, "a") as f:
             f.write(f"RUN {mode}\n")
         return subprocess.Popen(
-            [sys.executable, str(script), str(path), str(log), mode, str(seed)], env=env
+            [sys.executable, str(script), str(path), str(log), mode, str(seed)],
+            env=env,
+            stdout=subprocess.PIPE,
         )
 
     producer = threading.Thread(target=produce)
@@ -317,16 +320,23 @@ def test_a_consumer_killed_50_times_never_skips_or_reorders(tmp_path: Path) -> N
     try:
         while kills < 50:
             child = start(MODES[kills % len(MODES)], kills)
-            time.sleep(rng.uniform(0.25, 0.7))  # past the import, into the stream
+            # Timed from the child's "ready" (imported, subscribed), not from
+            # its start: on a loaded machine the import alone can outlast a
+            # fixed delay, and the kill would land before the stream.
+            assert child.stdout is not None
+            child.stdout.readline()
+            time.sleep(rng.uniform(0.05, 0.45))  # into the stream
             child.send_signal(signal.SIGKILL)
             child.wait(10)
+            child.stdout.close()
             kills += 1
     finally:
         stop.set()
         producer.join(30)
     a.publish({"last": True})
     final = start("iter", 999)
-    assert final.wait(60) == 0
+    final.communicate(timeout=60)
+    assert final.returncode == 0
     producer_db.close()
 
     with alk.connect(path) as check:
