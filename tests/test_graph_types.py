@@ -37,7 +37,7 @@ def tasks(scope: str = "tenant", version: int = 1, **changes: Any) -> GraphTypeS
 
 
 ACL = GraphTypeSpec(
-    name="acl",
+    name="policies",
     scope="system",
     config=GraphConfig(type="directed", multi=False, allow_self_loops=False),
     node_types={"principal": NodeTypeSpec(schema={"type": "object"}), "resource": NodeTypeSpec()},
@@ -142,11 +142,11 @@ def test_system_types_live_in_system_db_and_are_mirrored(world: World, tmp_path:
         store.graph_types.register(tasks())
     acl = store.graph_types.register(ACL)
     assert store.graph_types.register(ACL) == acl
-    assert [t.name for t in store.graph_types.list()] == ["acl"]
+    assert [t.name for t in store.graph_types.list()] == ["acl", "policies", "secrets"]
     # A tenant created now gets the mirror when its file is first opened...
     beta = store.organizations.create(name="Beta", slug="beta", owner_id=world.owner.id)
     with store.tenant(beta.id) as t:
-        mirrored = t.graph_types.get("acl")
+        mirrored = t.graph_types.get("policies")
         assert mirrored.scope == "system" and mirrored.spec() == ACL
     # ...and an existing one the next time it is opened, refreshed by version.
     store.close()
@@ -157,9 +157,9 @@ def test_system_types_live_in_system_db_and_are_mirrored(world: World, tmp_path:
     reopened.close()
     again = alk.Storage.open(tmp_path / "root")
     with again.tenant(world.org.id) as t:
-        assert t.graph_types.get("acl").version == 2
+        assert t.graph_types.get("policies").version == 2
     with again.tenant(beta.id) as t:
-        assert t.graph_types.get("acl").description == "v2"
+        assert t.graph_types.get("policies").description == "v2"
     again.close()
     world.store = alk.Storage.open(tmp_path / "root")
 
@@ -218,10 +218,10 @@ SCOPE_CASES = [
         _register("owner", lambda: ACL),
         alk.SystemTypeProtectedError,
     ),
-    ("admin deletes a system type", _delete("admin", "acl"), alk.SystemTypeProtectedError),
+    ("admin deletes a system type", _delete("admin", "policies"), alk.SystemTypeProtectedError),
     (
         "admin takes a system type's name",
-        _register("admin", lambda: tasks(name="acl")),
+        _register("admin", lambda: tasks(name="policies")),
         alk.ReservedTypeNameError,
     ),
     (
@@ -267,7 +267,7 @@ def test_allowed_actions(world: World) -> None:
         t.graph_types.delete("mine")
     with world.as_(world.owner) as t:
         t.graph_types.delete("shared")
-        assert t.graph_types.list() == []
+        assert [x.name for x in t.graph_types.list()] == ["acl", "secrets"]  # built in
     assert world.audits() == []
 
 

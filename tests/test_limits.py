@@ -222,7 +222,11 @@ def test_a_billion_laughs_schema_is_refused_at_once_while_other_threads_run(memb
     finally:
         stop.set()
         counter.join()
-    assert [t.name for t in member.graph_types.list()] == ["notes"]  # nothing registered
+    assert [t.name for t in member.graph_types.list()] == [
+        "acl",
+        "notes",
+        "secrets",
+    ]  # nothing registered
 
 
 def test_schemas_within_the_budget_register_and_validate_fast(member: Any) -> None:
@@ -265,4 +269,4 @@ def test_schemas_whose_cost_cannot_be_bounded_are_refused(
     # SchemaTooCostlyError (an InvalidSchemaError), or LimitExceededError
     with pytest.raises((alk.InvalidSchemaError, alk.LimitExceededError), match=match):
         member.graph_types.register(user_type(schema))
-    assert [t.name for t in member.graph_types.list()] == ["notes"]
+    assert [t.name for t in member.graph_types.list()] == ["acl", "notes", "secrets"]

@@ -53,7 +53,7 @@ def read_only_mount(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 def assert_reads(store: alk.Storage, org: str) -> None:
     assert [a.email for a in store.accounts.list()] == ["ada@x.io"]
     with store.tenant(org) as t:
-        (graph,) = t.graphs.list()
+        (graph,) = t.graphs.list(type="notes")
         assert [n.key for n in graph.nodes(where={"$.n": 2})] == ["b"]
         assert t.db.query("SELECT count(*) FROM _honker_stream")[0][0] > 0
 
@@ -71,7 +71,7 @@ def test_a_root_on_a_read_only_file_system_serves_reads(read_only_mount: tuple[P
             store.organizations.create(name="B", slug="b", owner_id=store.accounts.list()[0].id)
         with store.tenant(org) as t:
             with pytest.raises(alk.ReadOnlyError):
-                t.graphs.list()[0].add_node("c", type="note")
+                t.graphs.list(type="notes")[0].add_node("c", type="note")
         with pytest.raises(alk.ReadOnlyError, match="read-only"):
             store.tenants.archive(org)
     db = alk.connect(root / "system.db", readonly=True)

@@ -55,7 +55,7 @@ def test_one_liners_over_more_tenants_than_the_bound(store: alk.Storage) -> None
     try:
         for _ in range(3):
             for i, org in enumerate(orgs):
-                names = [g.name for g in store.tenant(org).graphs.list()]
+                names = [g.name for g in store.tenant(org).graphs.list(type="notes")]
                 assert names == [f"g{i}"]
                 assert leased(store) == 0
                 assert store.tenants.open_count <= 8
@@ -65,10 +65,10 @@ def test_one_liners_over_more_tenants_than_the_bound(store: alk.Storage) -> None
 
 def test_objects_read_through_a_dropped_tenant_keep_its_file_open(store: alk.Storage) -> None:
     orgs = make_orgs(store, 10)
-    graph = store.tenant(orgs[0]).graphs.list()[0]  # the Tenant is gone
+    graph = store.tenant(orgs[0]).graphs.list(type="notes")[0]  # the Tenant is gone
     assert leased(store) == 1  # the graph still leases the file
     for org in orgs[1:]:  # every other handle comes and goes
-        store.tenant(org).graphs.list()
+        store.tenant(org).graphs.list(type="notes")
     graph.add_node("n1", type="note")  # its file was never closed
     assert [n.key for n in graph.nodes()] == ["n1"]
     del graph
@@ -81,7 +81,7 @@ def test_account_view_tenants_dropped_give_their_lease_back(store: alk.Storage) 
     gc.disable()
     try:
         for org in orgs:
-            assert len(store.as_account(owner.id).tenant(org).graphs.list()) == 1
+            assert len(store.as_account(owner.id).tenant(org).graphs.list(type="notes")) == 1
     finally:
         gc.enable()
     assert leased(store) == 0
@@ -111,7 +111,7 @@ def test_threads_dropping_thousands_of_handles_with_the_collector_running(
                 org = rng.choice(orgs)
                 kind = rng.random()
                 if kind < 0.5:
-                    assert len(store.tenant(org).graphs.list()) == 1
+                    assert len(store.tenant(org).graphs.list(type="notes")) == 1
                 elif kind < 0.7:
                     Holder(store.tenant(org))
                 elif kind < 0.85:

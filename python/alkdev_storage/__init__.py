@@ -24,6 +24,7 @@ from alkdev_storage._native import (
     sqlite_version,
 )
 from alkdev_storage.errors import (
+    AccessDeniedError,
     AccountInactiveError,
     AccountNotFoundError,
     AlreadyExistsError,
@@ -83,6 +84,7 @@ from alkdev_storage.errors import (
     ParameterOverflowError,
     ParameterTypeError,
     ProgrammingError,
+    ProtectedGraphError,
     ReadOnlyError,
     ReservedTypeNameError,
     SchemaChangedError,
@@ -123,6 +125,7 @@ from alkdev_storage.streams import Event, Stream, Subscription
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDeniedError",
     "AccountInactiveError",
     "AccountNotFoundError",
     "AccountView",
@@ -200,6 +203,7 @@ __all__ = [
     "ParameterOverflowError",
     "ParameterTypeError",
     "ProgrammingError",
+    "ProtectedGraphError",
     "Queue",
     "ReadOnlyError",
     "ReservedTypeNameError",

@@ -607,6 +607,70 @@ def queues_dead(
     _emit(rows, as_json, ("id", "queue", "attempts", "died_at", "last_error"), out)
 
 
+# ---------------------------------------------------------------- acl
+
+
+def acl_check(
+    root: Path,
+    org: str,
+    principal: str,
+    *,
+    scopes: Sequence[str] = (),
+    any_scopes: Sequence[str] = (),
+    resource: str | None = None,
+    action: str | None = None,
+    as_json: bool = False,
+    out: Out = print,
+) -> int:
+    """Print an access decision; the exit status is 0 if allowed, 2 if not."""
+    with _store(root) as store, store.tenant(_find_org(store, org).id) as t:
+        d = t.acl.check_access(
+            principal,
+            required_scopes=scopes,
+            any_scopes=any_scopes,
+            resource=resource,
+            action=action,
+        )
+    if as_json:
+        out(
+            json.dumps(
+                {
+                    "allowed": d.allowed,
+                    "reason": d.reason,
+                    "principal": d.principal,
+                    "path": list(d.path),
+                    "paths": {k: list(v) for k, v in d.paths.items()},
+                    "scopes": sorted(d.scopes),
+                },
+                indent=2,
+            )
+        )
+    else:
+        out(f"{'allowed' if d.allowed else 'denied'}: {d.reason}")
+        if d.path:
+            out(f"path: {' -> '.join(d.path)}")
+    return 0 if d.allowed else 2
+
+
+def acl_reconcile(root: Path, org: str | None, *, out: Out = print) -> None:
+    with _store(root) as store:
+        org_id = None if org is None else _find_org(store, org).id
+        results = store.acl.reconcile(org_id)
+    drifted = [r for r in results if r.drift]
+    for r in drifted:
+        made = ", graph created" if r.created_graph else ""
+        out(f"{r.org_id}: {r.added} added, {r.removed} removed{made}")
+    out(f"acl reconcile: {len(results)} organizations, {len(drifted)} repaired")
+
+
+def acl_sync(root: Path, *, once: bool, out: Out = print) -> None:
+    """Apply queued membership changes to the tenants' ACLs (``--once``:
+    what is due now, then exit; otherwise follow until Ctrl-C)."""
+    with _store(root) as store:
+        done = store.acl.run_pending() if once else store.acl.run_worker()
+    out(f"acl sync: {done} membership changes applied")
+
+
 # ---------------------------------------------------------------- bench
 
 
@@ -776,6 +840,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--org", metavar="SLUG", help="the tenant file's queues (default: system.db)")
     p.add_argument("--queue", metavar="NAME")
 
+    acls = group("acl", "organizations' access-control graphs (docs/acl.md)")
+    p = command(acls, "check", "may a principal act? exit status 0 if allowed, 2 if not")
+    p.add_argument("principal", metavar="PRINCIPAL", help="e.g. account:<id>, service:ci")
+    p.add_argument("--org", required=True, metavar="SLUG")
+    p.add_argument("--scope", action="append", default=[], help="a required scope (repeatable)")
+    p.add_argument(
+        "--any-scope", action="append", default=[], help="one of these is enough (repeatable)"
+    )
+    p.add_argument("--resource", metavar="KEY", help="e.g. repo:web (with --action)")
+    p.add_argument("--action", dest="acl_action", choices=("read", "write", "execute"))
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = command(acls, "reconcile", "make ACLs match the memberships in system.db")
+    p.add_argument("--org", metavar="SLUG", help="one organization (default: all)")
+    p = command(acls, "sync", "apply queued membership changes to the ACLs (a worker)")
+    p.add_argument("--once", action="store_true", help="apply what is queued now, then exit")
+
     commands.add_parser(
         "bench", help="quick timings against stdlib sqlite3 and honker's SQL functions"
     )
@@ -831,6 +911,21 @@ def _run(args: argparse.Namespace) -> int:
         queues_stats(args.root, args.org, as_json=args.json)
     elif (cmd, action) == ("queues", "dead"):
         queues_dead(args.root, args.org, args.queue, as_json=args.json)
+    elif (cmd, action) == ("acl", "check"):
+        return acl_check(
+            args.root,
+            args.org,
+            args.principal,
+            scopes=args.scope,
+            any_scopes=args.any_scope,
+            resource=args.resource,
+            action=args.acl_action,
+            as_json=args.json,
+        )
+    elif (cmd, action) == ("acl", "reconcile"):
+        acl_reconcile(args.root, args.org)
+    elif (cmd, action) == ("acl", "sync"):
+        acl_sync(args.root, once=args.once)
     return 0
 
 

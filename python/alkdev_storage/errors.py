@@ -60,7 +60,8 @@ The tree::
     │   └── AccountInactiveError (also PermissionError)
     ├── ScopeViolationError (also PermissionError)
     │   ├── NotAMemberError, NotTenantAdminError, NotTypeOwnerError,
-    │   └── SystemTypeProtectedError, ReservedTypeNameError
+    │   ├── SystemTypeProtectedError, ReservedTypeNameError,
+    │   └── AccessDeniedError, ProtectedGraphError
     ├── InvalidSchemaError (also ValueError)
     │   └── SchemaTooCostlyError
     ├── TypeVersionError (also ValueError)
@@ -73,6 +74,7 @@ The tree::
 from __future__ import annotations
 
 __all__ = [
+    "AccessDeniedError",
     "AccountInactiveError",
     "AccountNotFoundError",
     "AlreadyExistsError",
@@ -132,6 +134,7 @@ __all__ = [
     "ParameterOverflowError",
     "ParameterTypeError",
     "ProgrammingError",
+    "ProtectedGraphError",
     "ReadOnlyError",
     "ReservedTypeNameError",
     "SchemaChangedError",
@@ -458,8 +461,8 @@ class LimitExceededError(InvalidInputError):
 
 
 class ScopeViolationError(StorageError, PermissionError):
-    """The caller may not do this to a graph type (SPEC §5, scope). Nothing
-    was changed; the attempt is in the audit log."""
+    """The caller may not do this (SPEC §5 scope rules, SPEC §7 access
+    control). Nothing was changed; the attempt is in the audit log."""
 
 
 class NotAMemberError(ScopeViolationError):
@@ -484,6 +487,22 @@ class SystemTypeProtectedError(ScopeViolationError):
 
 class ReservedTypeNameError(ScopeViolationError):
     """The name belongs to a system graph type; pick another."""
+
+
+class AccessDeniedError(ScopeViolationError):
+    """The organization's ACL graph does not give the account what the
+    operation needs (docs/acl.md). ``.decision`` is the `Decision` that
+    refused it; its ``reason`` names the missing scope or the broken link."""
+
+    def __init__(self, message: str, decision: object = None) -> None:
+        super().__init__(message)
+        self.decision = decision
+
+
+class ProtectedGraphError(ScopeViolationError):
+    """The graph is one the storage manages itself (the ACL graph, the
+    secrets graph): read it like any graph, change it only through
+    ``tenant.acl`` or ``tenant.secrets``."""
 
 
 class InvalidSchemaError(StorageError, ValueError):

@@ -24,6 +24,7 @@ Get these objects from `alk.Storage`:
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import json
 import re
@@ -31,8 +32,9 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from alkdev_storage import _checks as check
 from alkdev_storage import events, ssh
@@ -301,7 +303,29 @@ def _public(record: Any, *, hide: Sequence[str] = ()) -> dict[str, Any]:
 # ---------------------------------------------------------------- base
 
 
+class MembershipSync(Protocol):
+    """What keeps derived state (each organization's ACL graph) in step
+    with memberships: `AclSync` (``store.acl``)."""
+
+    def enqueue(self, tx: Transaction, org_id: str, account_id: str) -> int: ...
+
+    def changes(self) -> AbstractContextManager[None]: ...
+
+    def init_tenant(self, org_id: str, owner_id: str) -> None: ...
+
+
 class _Repo:
+    #: Set by `Storage`: told of every membership change, in its transaction.
+    membership_sync: MembershipSync | None = None
+
+    def _changes(self) -> AbstractContextManager[None]:
+        sync = self.membership_sync
+        return contextlib.nullcontext() if sync is None else sync.changes()
+
+    def _member_changed(self, tx: Transaction, org_id: str, account_id: str) -> None:
+        if self.membership_sync is not None:
+            self.membership_sync.enqueue(tx, org_id, account_id)
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
@@ -567,8 +591,8 @@ class Accounts(_Repo):
     def delete(self, account_id: str, *, actor_id: str | None = None) -> None:
         """Delete an account with no history. One that owns organizations or
         appears in the audit log cannot be deleted (`InUseError`): set its
-        status to ``deactivated`` instead."""
-        with self._db.transaction() as tx:
+        status to ``deactivated`` instead. Its memberships go with it."""
+        with self._changes(), self._db.transaction() as tx:
             self._tx_get(
                 tx,
                 Account,
@@ -576,6 +600,10 @@ class Accounts(_Repo):
                 (account_id,),
                 AccountNotFoundError(f"no account {shown(account_id)}"),
             )
+            for (org_id,) in tx.query(
+                "SELECT org_id FROM organization_members WHERE account_id = ?", (account_id,)
+            ):
+                self._member_changed(tx, org_id, account_id)
             try:
                 tx.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
             except ConstraintError as exc:
@@ -672,7 +700,9 @@ class Organizations(_Repo):
         actor = owner_id if actor_id is None else actor_id
         self._tenants.create(org_id)
         try:
-            with self._db.transaction() as tx:
+            if self.membership_sync is not None:
+                self.membership_sync.init_tenant(org_id, owner_id)
+            with self._changes(), self._db.transaction() as tx:
                 _account_in(tx, owner_id)
                 tx.execute(
                     "INSERT INTO organizations (id, name, slug, owner_id, metadata) "
@@ -780,20 +810,21 @@ class Organizations(_Repo):
             elif current[0] != "owner":
                 self._set_level(tx, org.id, owner_id, "owner", actor_id)
 
-        return _update(
-            self._db,
-            "organizations",
-            org_id,
-            changes,
-            Organization,
-            OrganizationNotFoundError(f"no organization {shown(org_id)}"),
-            actor_id=actor_id,
-            unique={
-                "organizations.name": "another organization has that name",
-                "organizations.slug": "that slug is taken",
-            },
-            extra=owner_membership,
-        )
+        with self._changes():
+            return _update(
+                self._db,
+                "organizations",
+                org_id,
+                changes,
+                Organization,
+                OrganizationNotFoundError(f"no organization {shown(org_id)}"),
+                actor_id=actor_id,
+                unique={
+                    "organizations.name": "another organization has that name",
+                    "organizations.slug": "that slug is taken",
+                },
+                extra=owner_membership,
+            )
 
     def delete(self, org_id: str, *, actor_id: str | None = None) -> None:
         """Delete the organization and its memberships, and archive its
@@ -852,6 +883,7 @@ class Organizations(_Repo):
             "VALUES (?, ?, ?, ?)",
             (member_id, org_id, account_id, level),
         )
+        self._member_changed(tx, org_id, account_id)
         membership = self._tx_get(
             tx,
             Membership,
@@ -888,6 +920,7 @@ class Organizations(_Repo):
         )
         if done.rowcount == 0:
             raise MembershipNotFoundError(f"{shown(account_id)} is not a member of {shown(org_id)}")
+        self._member_changed(tx, org_id, account_id)
         membership = self._tx_get(
             tx,
             Membership,
@@ -929,7 +962,7 @@ class Organizations(_Repo):
         """Make `account_id` a member; `AlreadyExistsError` if it is one."""
         _choice("level", level, MEMBERSHIP_LEVELS)
         try:
-            with self._db.transaction() as tx:
+            with self._changes(), self._db.transaction() as tx:
                 self._org_in(tx, org_id)
                 _account_in(tx, account_id)
                 return self._add_member(tx, org_id, account_id, level, actor_id)
@@ -948,7 +981,7 @@ class Organizations(_Repo):
         """Change a member's level. The organization's owner stays an
         ``owner`` (transfer ownership with ``update(owner_id=...)``)."""
         _choice("level", level, MEMBERSHIP_LEVELS)
-        with self._db.transaction() as tx:
+        with self._changes(), self._db.transaction() as tx:
             org = self._org_in(tx, org_id)
             if account_id == org.owner_id and level != "owner":
                 raise InUseError("the organization's owner must stay an owner; transfer it first")
@@ -956,7 +989,7 @@ class Organizations(_Repo):
 
     def remove_member(self, org_id: str, account_id: str, *, actor_id: str | None = None) -> None:
         """End a membership. The organization's owner cannot be removed."""
-        with self._db.transaction() as tx:
+        with self._changes(), self._db.transaction() as tx:
             org = self._org_in(tx, org_id)
             if account_id == org.owner_id:
                 raise InUseError("the organization's owner cannot be removed; transfer it first")
@@ -968,6 +1001,7 @@ class Organizations(_Repo):
                 MembershipNotFoundError(f"{shown(account_id)} is not a member of {shown(org_id)}"),
             )
             tx.execute("DELETE FROM organization_members WHERE id = ?", (membership.id,))
+            self._member_changed(tx, org_id, account_id)
             events.publish(
                 self._db,
                 tx,

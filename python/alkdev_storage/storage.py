@@ -6,8 +6,8 @@ organization (``tenants/tenant-{orgId}.db``). SPEC §3.
 >>> ada = store.accounts.create(email="ada@example.com")
 >>> acme = store.organizations.create(name="Acme", slug="acme", owner_id=ada.id)
 >>> tenant = store.tenant(acme.id)
->>> tenant.db.query("SELECT count(*) FROM graphs")
-[(0,)]
+>>> [g.name for g in tenant.graphs.list()]  # its ACL graph (docs/acl.md)
+['acl']
 >>> store.close()
 """
 
@@ -23,6 +23,7 @@ from pathlib import Path
 from alkdev_storage._checks import shown
 from alkdev_storage._closing import Closing
 from alkdev_storage._database import Database, connect
+from alkdev_storage.acl import ACL_GRAPH_TYPE, AclSync
 from alkdev_storage.errors import NotFoundError, TenantNotFoundError
 from alkdev_storage.identity import (
     Accounts,
@@ -38,9 +39,12 @@ from alkdev_storage.metagraph.views import AccountView, Tenant
 from alkdev_storage.migrations import MigrationResult, migrate
 from alkdev_storage.schema_system import SYSTEM_SCHEMA
 from alkdev_storage.schema_tenant import TENANT_SCHEMA
+from alkdev_storage.secret_store import SECRETS_GRAPH_TYPE
 from alkdev_storage.tenants import MigrateAllResult, TenantRegistry
 
 SYSTEM_FILE = "system.db"
+#: System graph types every storage root has (registered on open).
+BUILTIN_TYPES = (ACL_GRAPH_TYPE, SECRETS_GRAPH_TYPE)
 #: A tenant file without an organization is archived on open only once it
 #: is this old (seconds), so a create in flight elsewhere is left alone.
 ORPHAN_GRACE_S = 600.0
@@ -72,6 +76,9 @@ class Storage(Closing):
         self._types_generation = 0
         self._seeded: dict[str, int] = {}
         self.graph_types = SystemGraphTypes(self)
+        self.acl = AclSync(self)
+        self.organizations.membership_sync = self.acl
+        self.accounts.membership_sync = self.acl
         tenants.on_open = self._seed
 
     @classmethod
@@ -85,6 +92,7 @@ class Storage(Closing):
         limits: Limits = DEFAULT_LIMITS,
         create: bool = True,
         readonly: bool = False,
+        acl_inline: bool = True,
     ) -> Storage:
         """Open (with `create`, first creating) the storage root: migrates
         ``system.db`` in one transaction and archives tenant files left
@@ -103,7 +111,14 @@ class Storage(Closing):
         creates, migrates, seeds and archives nothing (every file must
         already be at the newest schema version), and any write raises
         `ReadOnlyError`. On read-only media a file whose last writer closed
-        cleanly (no ``-wal`` left) is read as immutable."""
+        cleanly (no ``-wal`` left) is read as immutable.
+
+        On open, the built-in system graph types (``acl``, ``secrets``) are
+        registered (a no-op once they are). `acl_inline`: a membership
+        change updates the organization's ACL graph in the same call, once
+        ``system.db`` has committed it (see `AclSync`); ``False`` leaves
+        that to a worker (``store.acl.run_worker()``, ``alkdev-storage acl
+        sync``)."""
         path = Path(root)
         if readonly or not create:
             if not (path / SYSTEM_FILE).is_file():
@@ -127,8 +142,15 @@ class Storage(Closing):
             raise
         store = cls(path, system, tenants, result)
         store.limits = limits
+        store.acl.inline = acl_inline
         if not readonly:
-            store._archive_orphans()
+            try:
+                for spec in BUILTIN_TYPES:
+                    store.graph_types.register(spec)
+                store._archive_orphans()
+            except BaseException:
+                store.close()
+                raise
         return store
 
     @property

@@ -79,6 +79,7 @@ from alkdev_storage.errors import (
     MultiEdgeError,
     NotFoundError,
     OperationalError,
+    ProtectedGraphError,
     SelfLoopError,
     StatusTransitionError,
     UnknownTypeError,
@@ -109,6 +110,11 @@ TRANSITIONS = frozenset(
 )
 
 DIRECTIONS = ("out", "in", "both")
+
+#: System graph types whose graphs the storage manages itself: readable
+#: like any graph, written only through ``tenant.acl`` / ``tenant.secrets``
+#: (a `Graphs` made with ``managed=`` naming the type).
+PROTECTED_TYPES = frozenset({"acl", "secrets"})
 
 #: The configuration exported for a graph whose type was deleted: nothing
 #: constrains its content any more.
@@ -334,9 +340,11 @@ class Graphs:
         *,
         org_id: str,
         limits: Limits = DEFAULT_LIMITS,
+        managed: frozenset[str] = frozenset(),
     ) -> None:
         self._db = db
         self.limits = limits
+        self._managed = managed
         self._path = str(db.path)
         self.graph_types = graph_types
         self.actor = actor
@@ -385,6 +393,19 @@ class Graphs:
             graph_id=graph_id,
             key=key,
         )
+
+    def _guard(self, type_name: str | None, operation: str) -> None:
+        """Refuse (audited) a write to a graph the storage manages itself
+        unless this `Graphs` is the one managing it."""
+        if type_name in PROTECTED_TYPES and type_name not in self._managed:
+            self.graph_types._refuse(
+                ProtectedGraphError(
+                    f"graphs of type {shown(type_name)} are managed by the storage; change "
+                    f"them through tenant.{type_name} (operation {shown(operation)} refused)"
+                ),
+                operation,
+                type_name,
+            )
 
     def _type_info(
         self, tx: Transaction, type_id: str, version: int, meta: str
@@ -451,6 +472,7 @@ class Graphs:
             info = read_type(self._db, name=type_name)
             if info is None:
                 raise UnknownTypeError(f"no graph type {shown(type_name)}")
+            self._guard(info.name, "create_graph")
             self.graph_types.check_can_use(info)
         graph_id = _new_id()
         now = int(time.time())
@@ -543,6 +565,7 @@ class Graphs:
                 raise NotFoundError(
                     f"no graph {shown(graph_id)} in organization {shown(self.org_id)}"
                 )
+            self._guard(row["type_name"], "set_graph_status")
             old = row["status"]
             if (old, new) not in TRANSITIONS:
                 raise StatusTransitionError(
@@ -566,13 +589,16 @@ class Graphs:
         with self._writing(native, "delete_graph") as t:
             row = t.query_one(
                 "SELECT (SELECT count(*) FROM nodes WHERE graph_id = :g), "
-                "(SELECT count(*) FROM edges WHERE graph_id = :g) FROM graphs WHERE id = :g",
+                "(SELECT count(*) FROM edges WHERE graph_id = :g), "
+                "(SELECT name FROM graph_types WHERE id = graphs.graph_type_id) "
+                "FROM graphs WHERE id = :g",
                 {"g": graph_id},
             )
             if row is None:
                 raise NotFoundError(
                     f"no graph {shown(graph_id)} in organization {shown(self.org_id)}"
                 )
+            self._guard(row[2], "delete_graph")
             t.execute("DELETE FROM graphs WHERE id = ?", (graph_id,))
             self._publish(
                 t,
@@ -685,8 +711,9 @@ class Graph:
         return info
 
     def _writable(self, status: str, info: GraphTypeInfo | None) -> None:
-        """Rule 4 (and the read-only state of an untyped graph)."""
-        self._typed(info)
+        """Rule 4 (and the read-only state of an untyped graph); a graph the
+        storage manages is written only by its manager."""
+        self._graphs._guard(self._typed(info).name, "write")
         if status == "archived":
             raise ArchivedGraphError(
                 f"graph {shown(self.id)} is archived and read-only; set its status to 'active' "

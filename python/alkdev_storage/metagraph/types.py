@@ -305,8 +305,13 @@ class GraphTypes:
         lease: object = None,
         rights: Callable[[str], Actor] | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        require: Callable[[GraphTypes, Actor, str, str], None] | None = None,
     ) -> None:
         self._db = db
+        # Refuses (audited) unless the actor holds a scope in the
+        # organization's ACL: (these types, actor, scope, operation). None:
+        # no ACL here.
+        self._require = require
         self._limits = limits
         self._actor = actor
         self._system_names = system_names
@@ -364,6 +369,8 @@ class GraphTypes:
                 op,
                 name,
             )
+        if "tenant" in scopes and self._require is not None:
+            self._require(self, actor, "types:write", f"{op}_graph_type")
         if (
             existing is not None
             and existing.scope == "user"

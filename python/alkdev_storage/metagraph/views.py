@@ -23,9 +23,10 @@ alkdev_storage.errors.NotTenantAdminError: only the organization's owners and ad
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,13 +34,16 @@ from alkdev_storage._checks import shown
 from alkdev_storage._closing import Closing
 from alkdev_storage._database import Database
 from alkdev_storage._native import Transaction
-from alkdev_storage.errors import AccountInactiveError, NotAMemberError
-from alkdev_storage.identity import Account, audit
+from alkdev_storage.errors import AccountInactiveError, NotAMemberError, NotTenantAdminError
+from alkdev_storage.identity import Account, ApiKey, Membership, audit
+from alkdev_storage.limits import DEFAULT_LIMITS, Limits
 from alkdev_storage.metagraph.types import SYSTEM, Actor, GraphTypes
 from alkdev_storage.tenants import Lease
 
 if TYPE_CHECKING:
+    from alkdev_storage.acl import Acl
     from alkdev_storage.metagraph.graphs import Graphs
+    from alkdev_storage.secret_store import Secrets
     from alkdev_storage.storage import Storage
 
 
@@ -82,6 +86,9 @@ class Tenant(Closing):
             lease=self._lease,
             rights=rights,
             limits=store.limits,
+            require=functools.partial(
+                _require_scope, org_id=org_id, system=store.system, limits=store.limits
+            ),
         )
 
     @property
@@ -110,6 +117,24 @@ class Tenant(Closing):
             limits=self._store.limits,
         )
 
+    @property
+    def acl(self) -> Acl:
+        """The organization's ACL graph (docs/acl.md)."""
+        return _acl(self.graph_types, self.org_id, self._store.system, self._store.limits)
+
+    @property
+    def secrets(self) -> Secrets:
+        """The organization's encrypted secrets (docs/secrets.md)."""
+        from alkdev_storage.secret_store import Secrets
+
+        store = self._store
+        return Secrets(
+            self._lease.db,
+            _managed(self.graph_types, self.org_id, store.limits, "secrets"),
+            self.acl,
+            org_id=self.org_id,
+        )
+
     def transaction(self) -> Transaction:
         """A write transaction on the tenant file: graph writes, enqueue and
         publish given ``tx=`` commit or roll back together. It keeps the
@@ -127,6 +152,54 @@ class Tenant(Closing):
     def __repr__(self) -> str:
         who = "platform" if self.actor.privileged else self.actor.account_id
         return f"<Tenant {self.org_id} as {who}>"
+
+
+def _managed(types: GraphTypes, org_id: str, limits: Limits, name: str) -> Graphs:
+    """A `Graphs` that may write the graphs of the protected type `name`.
+    Their keys and documents are bounded by their managers
+    (`alkdev_storage.acl`, `alkdev_storage.secret_store`) and their
+    schemas, so a root's lower key or document limits do not apply."""
+    from alkdev_storage.metagraph.graphs import Graphs
+
+    own = dataclasses.replace(
+        limits,
+        key_length=max(limits.key_length, _MANAGED_KEY_LENGTH),
+        document_bytes=max(limits.document_bytes, DEFAULT_LIMITS.document_bytes),
+        json_depth=max(limits.json_depth, DEFAULT_LIMITS.json_depth),
+    )
+    return Graphs(
+        types._db, types, types._actor, org_id=org_id, limits=own, managed=frozenset({name})
+    )
+
+
+#: The longest key of a managed graph: an ACL edge's ``"<from>-><to>"``.
+_MANAGED_KEY_LENGTH = 2 * 255 + 2
+
+
+def _acl(types: GraphTypes, org_id: str, system: Database, limits: Limits) -> Acl:
+    from alkdev_storage.acl import Acl
+
+    return Acl(
+        types._db, _managed(types, org_id, limits, "acl"), types, org_id=org_id, system=system
+    )
+
+
+def _require_scope(
+    types: GraphTypes,
+    actor: Actor,
+    scope: str,
+    operation: str,
+    *,
+    org_id: str,
+    system: Database,
+    limits: Limits,
+) -> None:
+    """`GraphTypes`' ACL hook: refuse (audited) unless `actor` holds
+    `scope` in the organization's ACL. Holds nothing that refers back to
+    the `Tenant` (see its docstring)."""
+    from alkdev_storage.acl import require
+
+    require(_acl(types, org_id, system, limits), actor, scope, operation)
 
 
 def _nothing(*_: object) -> None:
@@ -237,6 +310,164 @@ def _identity_generation(system: Database) -> int:
     return 0 if row is None else int(row[0])
 
 
+_LEVEL_RANK = {"member": 0, "admin": 1, "owner": 2}
+
+
+class OrganizationView:
+    """One organization's administration as one account does it
+    (``store.as_account(id).organization(org_id)``).
+
+    Every operation checks, as of that moment: the account is an active
+    member (`NotAMemberError`, `AccountInactiveError`); its level is owner
+    or admin, and owner for anything that touches an owner
+    (`NotTenantAdminError`); and the organization's ACL gives its
+    ``account:<id>`` principal the operation's scope (`AccessDeniedError`):
+    ``members:write`` for memberships, ``keys:admin`` for another member's
+    API keys. A refusal is audited and changes nothing. An account manages
+    its own keys without the ACL.
+    """
+
+    def __init__(self, store: Storage, account: Account, org_id: str) -> None:
+        self._store = store
+        self.account = account
+        self.org_id = store.tenants.validate(org_id)
+
+    def __repr__(self) -> str:
+        return f"<OrganizationView {self.org_id} as {self.account.id}>"
+
+    def _refuse(self, error: Exception, operation: str) -> None:
+        _audit_refusal(
+            self._store.system,
+            Actor(self.account.id),
+            self.org_id,
+            "scope.violation",
+            str(error),
+            {"rule": type(error).__name__, "operation": operation, "org_id": self.org_id},
+        )
+        raise error
+
+    def _authorize(self, operation: str, scope: str, *, touches: str | None = None) -> Actor:
+        """The acting account's rights, refused (audited) unless they allow
+        `operation` (`touches`: the highest membership level involved)."""
+        actor = Rights(self._store.system, self.account.id, self.org_id)(operation)
+        if not actor.is_admin:
+            self._refuse(
+                NotTenantAdminError(
+                    f"only the organization's owners and admins may {operation.replace('_', ' ')}"
+                ),
+                operation,
+            )
+        if touches == "owner" and actor.level != "owner":
+            self._refuse(
+                NotTenantAdminError(f"only an owner may {operation.replace('_', ' ')} of an owner"),
+                operation,
+            )
+        with Tenant(self._store, self.org_id, actor) as tenant:
+            acl = tenant.acl
+            if acl.graph_id() is None:  # an organization from before ACLs
+                self._store.acl.reconcile(self.org_id)
+            from alkdev_storage.acl import require
+
+            require(acl, actor, scope, operation)
+        return actor
+
+    def _level_of(self, account_id: str) -> str | None:
+        row = self._store.system.query_one(
+            "SELECT membership_level FROM organization_members WHERE org_id = ? AND account_id = ?",
+            (self.org_id, account_id),
+        )
+        return None if row is None else str(row[0])
+
+    def _highest(self, *levels: str | None) -> str:
+        return max(
+            (lv for lv in levels if lv is not None), key=_LEVEL_RANK.__getitem__, default="member"
+        )
+
+    # -- memberships
+
+    def members(self) -> list[Membership]:
+        """The organization's memberships (any active member may list them)."""
+        Rights(self._store.system, self.account.id, self.org_id)("list_members")
+        return self._store.organizations.members(self.org_id)
+
+    def add_member(self, account_id: str, level: str = "member") -> Membership:
+        self._authorize("add_member", "members:write", touches=level)
+        return self._store.organizations.add_member(
+            self.org_id, account_id, level, actor_id=self.account.id
+        )
+
+    def update_member(self, account_id: str, level: str) -> Membership:
+        self._authorize(
+            "update_member",
+            "members:write",
+            touches=self._highest(level, self._level_of(account_id)),
+        )
+        return self._store.organizations.update_member(
+            self.org_id, account_id, level, actor_id=self.account.id
+        )
+
+    def remove_member(self, account_id: str) -> None:
+        if account_id != self.account.id:  # leaving needs no rights
+            self._authorize("remove_member", "members:write", touches=self._level_of(account_id))
+        else:
+            Rights(self._store.system, self.account.id, self.org_id)("leave")
+        self._store.organizations.remove_member(self.org_id, account_id, actor_id=self.account.id)
+
+    # -- API keys
+
+    def _key_owner(self, owner_id: str, operation: str) -> None:
+        """Refuse unless the account may manage `owner_id`'s keys here."""
+        if owner_id == self.account.id:
+            Rights(self._store.system, self.account.id, self.org_id)(operation)
+            return
+        level = self._level_of(owner_id)
+        if level is None:
+            self._refuse(
+                NotAMemberError(
+                    f"account {shown(owner_id)} is not a member of {shown(self.org_id)}; its "
+                    "keys are not this organization's to manage"
+                ),
+                operation,
+            )
+        self._authorize(operation, "keys:admin", touches=level)
+
+    def api_keys(self, owner_id: str) -> list[ApiKey]:
+        self._key_owner(owner_id, "list_api_keys")
+        return self._store.api_keys.list(owner_id)
+
+    def create_api_key(
+        self,
+        owner_id: str,
+        *,
+        name: str = "",
+        scopes: Iterable[str] = (),
+        expires_at: int | None = None,
+    ) -> ApiKey:
+        self._key_owner(owner_id, "create_api_key")
+        return self._store.api_keys.create(
+            owner_id=owner_id,
+            name=name,
+            scopes=scopes,
+            expires_at=expires_at,
+            actor_id=self.account.id,
+        )
+
+    def _owner_of(self, key_id: str) -> str:
+        return self._store.api_keys.get(key_id).owner_id
+
+    def revoke_api_key(self, key_id: str) -> ApiKey:
+        self._key_owner(self._owner_of(key_id), "revoke_api_key")
+        return self._store.api_keys.revoke(key_id, actor_id=self.account.id)
+
+    def set_api_key_enabled(self, key_id: str, enabled: bool) -> ApiKey:
+        self._key_owner(self._owner_of(key_id), "set_api_key_enabled")
+        return self._store.api_keys.set_enabled(key_id, enabled, actor_id=self.account.id)
+
+    def rotate_api_key(self, key_id: str) -> ApiKey:
+        self._key_owner(self._owner_of(key_id), "rotate_api_key")
+        return self._store.api_keys.rotate(key_id, actor_id=self.account.id)
+
+
 class AccountView:
     """The storage as one account sees it (``store.as_account(id)``)."""
 
@@ -253,6 +484,12 @@ class AccountView:
         store.tenants.validate(org_id)
         rights = Rights(store.system, self.account.id, org_id)
         return Tenant(store, org_id, rights("open"), rights=rights)
+
+    def organization(self, org_id: str) -> OrganizationView:
+        """Organization-level operations (members, others' API keys) as
+        this account, under its membership level and the organization's
+        ACL (see `OrganizationView`)."""
+        return OrganizationView(self._store, self.account, org_id)
 
     def __repr__(self) -> str:
         return f"<AccountView {self.account.email}>"
