@@ -80,3 +80,31 @@ def test_sqlalchemy_doc_example_prints_what_its_comments_say(
     assert len(claims) == 2, claims
     for claim in claims:
         assert claim in printed, (claim, printed)
+
+
+DOCS_WITH_EXAMPLES = ["acl.md", "secrets.md"]
+
+
+@pytest.mark.parametrize("name", DOCS_WITH_EXAMPLES)
+def test_doc_examples_print_what_their_comments_say(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each ``python`` block of the document that opens a store runs, and
+    every ``# ...`` line right after a ``print`` is what it printed."""
+    path = README.parent / "docs" / name
+    if not path.is_file():
+        pytest.skip("docs not shipped with this checkout")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", path.read_text(), re.S)
+              if "Storage.open" in b]  # fmt: skip
+    assert blocks, f"{name} has no runnable example"
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, f"docs/{name}", "exec"), {})
+        printed = capsys.readouterr().out.splitlines()
+        lines = block.splitlines()
+        claims = [
+            lines[i + 1].strip().removeprefix("# ")
+            for i, line in enumerate(lines[:-1])
+            if "print(" in line and lines[i + 1].strip().startswith("# ")
+        ]
+        assert claims and claims == printed, (claims, printed)

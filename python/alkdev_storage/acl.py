@@ -965,6 +965,13 @@ class Acl:
         if found is not None:
             return found
         closure, grants = self._resolved(principal, resource)
+        if closure is None:
+            return Decision(
+                False,
+                f"organization {self.org_id!r} has no ACL graph yet; run "
+                "`alkdev-storage acl reconcile` (or tenant.acl.reconcile())",
+                principal,
+            )
         decision = _decide(principal, closure, grants, required, anyof, resource, action, level)
         with cache.lock:
             if cache.generation == closure.generation:
@@ -973,9 +980,10 @@ class Acl:
 
     def _resolved(
         self, principal: str, resource: str | None
-    ) -> tuple[_Closure, tuple[str | None, dict[str, int]] | None]:
+    ) -> tuple[_Closure | None, tuple[str | None, dict[str, int]] | None]:
         """The principal's closure and, for a resource, (its node type, the
-        grants on it by holder), both as of one generation of the ACL."""
+        grants on it by holder), both as of one generation of the ACL; no
+        closure if the file has no ACL graph."""
         cache = self._cache
         with cache.lock:
             closure = cache.closures.get(principal)
@@ -984,7 +992,7 @@ class Acl:
         if gid is None:
             gid = self.graph_id()
             if gid is None:
-                return _Closure(_generation(self._db), False, {}, {}, {}, None, []), None
+                return None, None
         if closure is None:
             closure = _resolve(principal, self._db.query(_CLOSURE_SQL, {"p": principal, "g": gid}))
         if resource is not None and grants is None:
@@ -1184,26 +1192,27 @@ def _sync(acl: Acl, accounts: set[str] | None) -> ReconcileResult:
             principal = f"account:{account}"
             target = None if level is None else f"role:{level}"
             edges = current.get(account, [])
+            changed = False
             for key, role in edges:
                 if role != target:
                     graph.remove_edge(key, tx=t)
                     removed += 1
-            if target is None or any(role == target for _, role in edges):
-                if edges and target is None:
-                    acl._publish(t, "membership_synced", principal, {"level": None})
-                continue
-            if acl._principal_row(t, graph, principal) is None:
-                graph.add_node(
-                    principal,
-                    type="principal",
-                    attributes={"identityType": "account", "identityId": account, "scopes": []},
-                    tx=t,
+                    changed = True
+            if target is not None and all(role != target for _, role in edges):
+                if acl._principal_row(t, graph, principal) is None:
+                    graph.add_node(
+                        principal,
+                        type="principal",
+                        attributes={"identityType": "account", "identityId": account, "scopes": []},
+                        tx=t,
+                    )
+                graph.add_edge(
+                    principal, target, type="belongs_to", key=_edge_key(principal, target), tx=t
                 )
-            graph.add_edge(
-                principal, target, type="belongs_to", key=_edge_key(principal, target), tx=t
-            )
-            added += 1
-            acl._publish(t, "membership_synced", principal, {"level": level})
+                added += 1
+                changed = True
+            if changed:  # every change of the graph invalidates cached checks
+                acl._publish(t, "membership_synced", principal, {"level": level})
     return ReconcileResult(acl.org_id, created, added, removed)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sqlite3
 import sys
@@ -288,6 +289,7 @@ def demo(root: Path, *, nodes: int = 3_000, jobs: int = 200, out: Out = print) -
         except alk.NotAMemberError as exc:
             outsider = f"refused: {type(exc).__name__}"
         out(f"              grace (globex) opens acme's tenant file → {outsider}")
+        _demo_access(store, acme.id, ada.id, bob.id, grace.id, out)
         violations = len(store.audit.list(action="scope.violation", limit=1000))
 
         with store.tenant(acme.id) as t:
@@ -311,6 +313,42 @@ def demo(root: Path, *, nodes: int = 3_000, jobs: int = 200, out: Out = print) -
             "rolled_back_rows": ghost,
             "rolled_back_events": events,
         }
+
+
+def _demo_access(store: alk.Storage, org: str, ada: str, bob: str, grace: str, out: Out) -> None:
+    """The ACL graph (docs/acl.md) and encrypted secrets (docs/secrets.md)."""
+    with store.tenant(org) as t:
+        acl = t.acl
+        with contextlib.suppress(alk.AlreadyExistsError):
+            acl.add_resource("repo:demo")
+        acl.grant(f"org:{org}", "repo:demo", "read")
+        d = acl.check_access(f"account:{bob}", resource="repo:demo", action="read")
+        path = " → ".join(k.split(":", 1)[0] if k.startswith(("account:", "org:")) else k
+                          for k in d.path)  # fmt: skip
+        out(f"access        bob reads repo:demo: {'allowed' if d else 'DENIED (bug)'} via {path}")
+        checks = [f"account:{who}" for who in (ada, bob)] * 1000
+        _, took = _timed(
+            lambda: [acl.check_access(p, required_scopes=["graphs:read"]) for p in checks]
+        )
+        out(f"              {len(checks):,} cached check_access calls  {_rate(len(checks), took)}")
+        t.secrets.put("demo-token", b"sk_demo_123", "demo master password")
+    try:
+        store.as_account(bob).organization(org).add_member(grace)
+        refused = "NOT refused (bug)"
+    except alk.ScopeViolationError as exc:
+        refused = f"refused: {type(exc).__name__}"
+    out(f"              bob (member) adds grace to acme → {refused}")
+    with store.as_account(bob).tenant(org) as t:
+        token = t.secrets.get("demo-token", "demo master password")
+        try:
+            t.secrets.put("demo-token", b"mine now", "demo master password")
+            changed = "NOT refused (bug)"
+        except alk.AccessDeniedError as exc:
+            changed = f"refused: {type(exc).__name__} ({exc.decision.reason.split(' ', 1)[1]})"
+    out(
+        f"secrets       AES-256-GCM node, PBKDF2 200,000 rounds: bob reads {token!r}; bob "
+        f"overwrites it → {changed}"
+    )
 
 
 async def _worker(

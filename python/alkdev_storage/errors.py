@@ -73,6 +73,8 @@ The tree::
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AccessDeniedError",
     "AccountInactiveError",
@@ -494,9 +496,9 @@ class AccessDeniedError(ScopeViolationError):
     operation needs (docs/acl.md). ``.decision`` is the `Decision` that
     refused it; its ``reason`` names the missing scope or the broken link."""
 
-    def __init__(self, message: str, decision: object = None) -> None:
+    def __init__(self, message: str, decision: Any = None) -> None:
         super().__init__(message)
-        self.decision = decision
+        self.decision: Any = decision  # an alkdev_storage.acl.Decision
 
 
 class ProtectedGraphError(ScopeViolationError):
