@@ -515,3 +515,15 @@ def test_cli_acl_check_reconcile_sync(world: World) -> None:
     assert rec.returncode == 0 and "1 organizations, 0 repaired" in rec.stdout
     sync = run("sync", "--once", "--root", str(world.root))
     assert sync.returncode == 0 and "0 membership changes applied" in sync.stdout
+
+
+def test_join_over_a_delegation_is_refused_like_a_delegation_over_a_join(world: World) -> None:
+    acl = world.acl()
+    acl.add_principal("service:a", identity_type="service", identity_id="a", scopes=["s1"])
+    acl.add_principal("service:b", identity_type="service", identity_id="b", scopes=["s2"])
+    acl.delegate("service:a", "service:b", scopes=["s1"], narrowable=True)
+    with pytest.raises(alk.MultiEdgeError, match="one edge per pair"):
+        acl.join("service:a", "service:b")
+    acl.join("service:b", "service:a")  # the other direction is another pair
+    with pytest.raises(alk.MultiEdgeError):
+        acl.delegate("service:b", "service:a", scopes=["s2"], narrowable=True)

@@ -66,6 +66,7 @@ from alkdev_storage.errors import (
     InputTypeError,
     InUseError,
     InvalidInputError,
+    MultiEdgeError,
     NotFoundError,
     NotTenantAdminError,
     TenantHandlesBusyError,
@@ -807,8 +808,14 @@ class Acl:
                 "that with organizations.update_member"
             )
         with self._writing(tx, "join") as (t, graph):
-            if self._edge(t, graph, member, group) is not None:
+            existing = self._edge(t, graph, member, group)
+            if existing is not None and existing[1] == "belongs_to":
                 return
+            if existing is not None:
+                raise MultiEdgeError(
+                    f"{shown(member)} already has a {existing[1]} edge to {shown(group)}, and "
+                    "the ACL allows one edge per pair of principals"
+                )
             graph.add_edge(member, group, type="belongs_to", key=_edge_key(member, group), tx=t)
             self._publish(t, "joined", _edge_key(member, group), {"member": member, "group": group})
 
