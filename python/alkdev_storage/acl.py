@@ -315,26 +315,29 @@ def _action(value: object) -> int:
 # last change event) with every principal the asked-for one depends on
 # (what it belongs to and who delegates to any of them, transitively), the
 # edges between them and, for a resource, the grants on it from anything
-# the principal belongs to.
+# the principal belongs to. CROSS JOIN keeps SQLite's planner from putting
+# ``edges`` in the outer loop (a scan of the whole graph per step): the
+# principals found so far drive index lookups on (graph_id, source or
+# target, type).
 _CLOSURE_SQL = """
 WITH RECURSIVE r(k) AS (
   SELECT :p
   UNION
-  SELECT e.target_node_key FROM r JOIN edges e
+  SELECT e.target_node_key FROM r CROSS JOIN edges e
     ON e.graph_id = :g AND e.source_node_key = r.k AND e.type = 'belongs_to'
   UNION
-  SELECT e.source_node_key FROM r JOIN edges e
+  SELECT e.source_node_key FROM r CROSS JOIN edges e
     ON e.graph_id = :g AND e.target_node_key = r.k AND e.type = 'delegates'
 )
 SELECT 0, (SELECT max(offset) FROM _honker_stream WHERE topic = 'acl:changed'), NULL, NULL
 UNION ALL
-SELECT 1, n.key, NULL, n.attributes FROM r JOIN nodes n
+SELECT 1, n.key, NULL, n.attributes FROM r CROSS JOIN nodes n
   ON n.graph_id = :g AND n.key = r.k AND n.type = 'principal'
 UNION ALL
-SELECT 2, e.source_node_key, e.target_node_key, NULL FROM r JOIN edges e
+SELECT 2, e.source_node_key, e.target_node_key, NULL FROM r CROSS JOIN edges e
   ON e.graph_id = :g AND e.source_node_key = r.k AND e.type = 'belongs_to'
 UNION ALL
-SELECT 3, e.source_node_key, e.target_node_key, e.attributes FROM r JOIN edges e
+SELECT 3, e.source_node_key, e.target_node_key, e.attributes FROM r CROSS JOIN edges e
   ON e.graph_id = :g AND e.target_node_key = r.k AND e.type = 'delegates'
 """
 
@@ -342,14 +345,14 @@ _GRANTS_SQL = """
 WITH RECURSIVE i(k) AS (
   SELECT :p
   UNION
-  SELECT e.target_node_key FROM i JOIN edges e
+  SELECT e.target_node_key FROM i CROSS JOIN edges e
     ON e.graph_id = :g AND e.source_node_key = i.k AND e.type = 'belongs_to'
 )
 SELECT 0, (SELECT max(offset) FROM _honker_stream WHERE topic = 'acl:changed'),
   (SELECT type FROM nodes WHERE graph_id = :g AND key = :res)
 UNION ALL
-SELECT 1, e.source_node_key, e.type FROM i JOIN edges e
-  ON e.graph_id = :g AND e.source_node_key = i.k AND e.target_node_key = :res
+SELECT 1, e.source_node_key, e.type FROM i CROSS JOIN edges e
+  ON e.graph_id = :g AND e.source_node_key = i.k AND +e.target_node_key = :res
   AND e.type IN ('can_read', 'can_write', 'can_execute')
 """
 
