@@ -527,3 +527,21 @@ def test_join_over_a_delegation_is_refused_like_a_delegation_over_a_join(world: 
     acl.join("service:b", "service:a")  # the other direction is another pair
     with pytest.raises(alk.MultiEdgeError):
         acl.delegate("service:b", "service:a", scopes=["s2"], narrowable=True)
+
+
+def test_an_inline_apply_that_fails_leaves_the_call_succeeded_and_the_job_queued(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s, org = world.store, world.org.id
+    newbie = s.accounts.create(email="newbie@x.io")
+
+    def busy(self: AclSync, org_id: str, account_ids: object) -> None:
+        raise alk.BusyError("the tenant file is busy")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(AclSync, "apply", busy)
+        s.organizations.add_member(org, newbie.id, "admin")  # committed, no error
+    assert memberships(s, org)[newbie.id] == "admin"
+    assert newbie.id not in role_edges(s, org) and s.acl.pending() == 1
+    assert s.acl.run_pending() == 1
+    assert _converged(s, org)

@@ -63,13 +63,13 @@ from alkdev_storage.errors import (
     AccessDeniedError,
     AlreadyExistsError,
     BusyError,
+    Error,
     InputTypeError,
     InUseError,
     InvalidInputError,
     MultiEdgeError,
     NotFoundError,
     NotTenantAdminError,
-    TenantHandlesBusyError,
     TenantNotFoundError,
 )
 from alkdev_storage.metagraph.specs import EdgeTypeSpec, GraphConfig, GraphTypeSpec, NodeTypeSpec
@@ -1326,8 +1326,11 @@ class AclSync:
         for org_id, items in by_org.items():
             try:
                 self.apply(org_id, [a for a, _ in items])
-            except (BusyError, TenantHandlesBusyError):
-                continue  # the jobs stay; a worker applies them
+            except Error:
+                # The membership has committed: the caller's call succeeded.
+                # Its jobs stay queued for a worker (a busy or read-only
+                # tenant file, one being archived, ...).
+                continue
             for _, job in items:
                 self.queue.cancel(job)
 
