@@ -606,6 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.perf_counter()
         cold_ns, cold_res = timed(qs[:n_cold], lambda q: q.run(acl), cold)
         cold_s = time.perf_counter() - t0
+        print(f"cold pass: {n_cold:,} checks in {cold_s:.1f} s", flush=True)
         cold()
         t0 = time.perf_counter()
         fill_ns, fill_res = timed(qs, lambda q: q.run(acl))
@@ -617,8 +618,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         denied = allowed.count(False)
         print(
             f"{len(qs):,} queries ({', '.join(f'{k} {v:,}' for k, v in sorted(kinds.items()))}); "
-            f"{denied:,} denied ({denied / len(qs):.0%}); cold pass {cold_s:.1f} s "
-            f"({n_cold:,} checks), fill pass {fill_s:.1f} s"
+            f"{denied:,} denied ({denied / len(qs):.0%}); first pass {fill_s:.1f} s",
+            flush=True,
         )
         want = [allowed[i] for i in res_idx]
 

@@ -29,9 +29,9 @@ Workload `acl-check` (per call):
 Before anything is timed, check_access's cold and warm answers, the CTE's
 through our core on the live file and stdlib's on the copy are checked to
 agree on every query; after each revoke, check_access and the CTE on the
-live file must both deny. Sizes: 3,000 principals (about 30,000 edges)
-when timing, 1,000 under ``--benchmark-disable`` (CI). For the
-10,000-principal numbers with p50/p99/max, run
+live file must both deny. Sizes: 10,000 principals (about 100,000 edges,
+as acl_latency.py builds by default) when timing, 1,000 under
+``--benchmark-disable`` (CI). For p50/p99/max and more baselines, run
 ``python benches/acl_latency.py``.
 
 Run: ``pytest benches/test_bench_acl.py --benchmark-only
@@ -52,10 +52,10 @@ from acl_latency import Model, Query, build, cte_ours, cte_sqlite3, queries, rev
 
 import alkdev_storage as alk
 
-N_PRINCIPALS, N_PRINCIPALS_CI = 3_000, 1_000
-N_QUERIES, N_QUERIES_CI = 300, 200
-COLD_ROUNDS = 30
-REVOKE_ROUNDS = 20
+N_PRINCIPALS, N_PRINCIPALS_CI = 10_000, 1_000
+N_QUERIES, N_QUERIES_CI = 2_000, 200
+COLD_ROUNDS = 500
+REVOKE_ROUNDS = 50
 
 
 @dataclass
