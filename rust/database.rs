@@ -1045,6 +1045,23 @@ impl Database {
         Ok(out?)
     }
 
+    /// Copy the database to the new file `path` with SQLite's online backup:
+    /// one consistent snapshot, taken while writers go on, `pages_per_step`
+    /// pages per step (negative: all in one) with the GIL released, and
+    /// `progress(remaining, total)` called after each step (an exception
+    /// from it stops the backup and is raised). `path` must not exist; it
+    /// appears only once complete and synced. Returns the pages copied.
+    #[pyo3(signature = (path, *, pages_per_step=4096, progress=None))]
+    fn backup(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        pages_per_step: i32,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<i64> {
+        crate::backup::backup(py, &self.core, &path, pages_per_step, progress.as_ref())
+    }
+
     /// Close the writer and every reader. Idempotent. An open transaction's
     /// connection is closed (and so rolled back) when that transaction ends.
     fn close(&self, py: Python<'_>) {

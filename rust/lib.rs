@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod backup;
 mod convert;
 mod cursor;
 mod database;

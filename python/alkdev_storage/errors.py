@@ -48,6 +48,7 @@ The tree::
     ├── DocumentError (also ValueError)
     ├── MissingExtraError (also ImportError)
     ├── TenantHandlesBusyError (also TimeoutError)
+    ├── ClusterError (Litestream or NATS failed or refused)
     ├── DecryptionError
     ├── SchemaVersionError, MigrationError
     ├── InvalidInputError (also ValueError)
@@ -85,6 +86,7 @@ __all__ = [
     "AuthenticationError",
     "BusyError",
     "CantOpenError",
+    "ClusterError",
     "ConstraintError",
     "CorruptError",
     "CredentialDisabledError",
@@ -381,6 +383,12 @@ class InputTypeError(StorageError, TypeError):
 class MissingExtraError(StorageError, ImportError):
     """A feature needs a package that is not installed. The message names
     the extra that brings it: ``pip install 'alkdev-storage[EXTRA]'``."""
+
+
+class ClusterError(StorageError):
+    """Litestream or NATS JetStream failed or refused (docs/cluster.md): a
+    server that cannot be reached, a replica that cannot be restored, a
+    message JetStream rejected. The message names the server or file."""
 
 
 class DecryptionError(StorageError):

@@ -40,6 +40,7 @@ from alkdev_storage.migrations import MigrationResult, migrate
 from alkdev_storage.schema_system import SYSTEM_SCHEMA
 from alkdev_storage.schema_tenant import TENANT_SCHEMA
 from alkdev_storage.secret_store import SECRETS_GRAPH_TYPE
+from alkdev_storage.snapshot import SnapshotResult, snapshot
 from alkdev_storage.tenants import MigrateAllResult, TenantRegistry
 
 SYSTEM_FILE = "system.db"
@@ -231,6 +232,17 @@ class Storage(Closing):
         ``progress=True`` draws a progress bar on stderr."""
         migrate(self.system, SYSTEM_SCHEMA)
         return self.tenants.migrate_all(progress=progress)
+
+    def snapshot(
+        self,
+        destination: str | os.PathLike[str],
+        *,
+        progress: bool | Callable[[int, int], None] = False,
+    ) -> SnapshotResult:
+        """A consistent copy of the whole root in the new folder
+        `destination`, taken while the root serves (see
+        `alkdev_storage.snapshot`)."""
+        return snapshot(self, destination, progress=progress)
 
     def purge(self, org_id: str) -> int:
         """Delete a deleted organization's archived tenant files; how many."""
