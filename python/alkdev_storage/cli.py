@@ -796,6 +796,16 @@ def bench(*, rows: int = 20_000, out: Out = print) -> dict[str, float]:
 # ---------------------------------------------------------------- parsing
 
 
+async def _relay_once(root: Path, servers: list[str], stream: str, prefix: str) -> int:
+    from alkdev_storage.relay import Relay
+
+    relay = Relay(root, servers, stream=stream, prefix=prefix)
+    try:
+        return await relay.run_once()
+    finally:
+        await relay.aclose()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alkdev-storage",
@@ -894,6 +904,31 @@ def _parser() -> argparse.ArgumentParser:
     p = command(acls, "sync", "apply queued membership changes to the ACLs (a worker)")
     p.add_argument("--once", action="store_true", help="apply what is queued now, then exit")
 
+    p = command(commands, "snapshot", "copy the whole root, consistently, while it serves")
+    p.add_argument("--to", required=True, type=Path, metavar="DIR", help="a new folder")
+    p = command(commands, "replicate", "replicate the root with Litestream until Ctrl-C")
+    p.add_argument("--to", required=True, dest="url", help="file:///path or s3://bucket/prefix")
+    p.add_argument("--sync-interval", type=float, default=1.0, metavar="SECONDS")
+    p.add_argument("--print-config", action="store_true", help="print the config and exit")
+    p = commands.add_parser("restore", help="restore a replicated root into a new folder")
+    p.add_argument("--from", required=True, dest="url", help="the URL `replicate --to` used")
+    p.add_argument("--root", required=True, type=Path, help="a new folder")
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="restore without tenant files that have no replica",
+    )
+    p = command(commands, "relay", "publish every stream event to NATS JetStream until Ctrl-C")
+    p.add_argument(
+        "--nats",
+        required=True,
+        action="append",
+        metavar="URL",
+        help="nats://host:port (repeatable)",
+    )
+    p.add_argument("--stream", default="ALK", help="JetStream stream (default ALK)")
+    p.add_argument("--prefix", default="alk", help="first subject token(s) (default alk)")
+    p.add_argument("--once", action="store_true", help="relay what is there now, then exit")
     commands.add_parser(
         "bench", help="quick timings against stdlib sqlite3 and honker's SQL functions"
     )
@@ -960,6 +995,39 @@ def _run(args: argparse.Namespace) -> int:
             action=args.acl_action,
             as_json=args.json,
         )
+    elif cmd == "snapshot":
+        with _store(args.root) as store:
+            result = store.snapshot(args.to, progress=True)
+        out(
+            f"snapshot {result.root}: {result.files} files, "
+            f"{result.pages} pages in {result.seconds:.2f} s"
+        )
+    elif cmd == "replicate":
+        from alkdev_storage import replication
+
+        if args.print_config:
+            out(
+                replication.litestream_config(
+                    args.root, args.url, sync_interval_s=args.sync_interval
+                ).rstrip()
+            )
+            return 0
+        return replication.replicate(args.root, args.url, sync_interval_s=args.sync_interval)
+    elif cmd == "restore":
+        from alkdev_storage import replication
+
+        restored = replication.restore(args.url, args.root, allow_missing=args.allow_missing)
+        out(f"restored {restored.root}: system.db and {len(restored.tenants)} tenant files")
+        for org_id in restored.missing:
+            out(f"  no replica of tenant-{org_id}.db")
+    elif cmd == "relay":
+        from alkdev_storage import relay
+
+        if args.once:
+            n = asyncio.run(_relay_once(args.root, args.nats, args.stream, args.prefix))
+            out(f"relayed {n} events")
+        else:
+            relay.run_relay(args.root, args.nats, stream=args.stream, prefix=args.prefix)
     elif (cmd, action) == ("acl", "reconcile"):
         acl_reconcile(args.root, args.org)
     elif (cmd, action) == ("acl", "sync"):

@@ -53,6 +53,7 @@ from alkdev_storage.errors import (
     InputTypeError,
     InUseError,
     InvalidInputError,
+    InvalidTenantIdError,
     KeyDisabledError,
     KeyExpiredError,
     KeyRevokedError,
@@ -72,6 +73,8 @@ if TYPE_CHECKING:
 ACCESS_LEVELS = ("admin", "user", "service")
 ACCOUNT_STATUSES = ("active", "suspended", "deactivated")
 MEMBERSHIP_LEVELS = ("owner", "admin", "member")
+#: The one org id refused: the relay's subject token for system.db.
+RESERVED_ORG_ID = "system"
 CREDENTIAL_TYPES = ("ssh_key", "cert_authority")
 
 #: API keys look like ``alk_<43 url-safe characters>`` (32 random bytes).
@@ -692,11 +695,16 @@ class Organizations(_Repo):
     ) -> Organization:
         """Create an organization with its tenant file and its owner's
         membership, all or nothing: if any step fails, neither the row nor
-        the file remains."""
+        the file remains. The id ``system`` is reserved."""
         org_name = _text("name", name)
         org_slug = _slug(slug)
         meta = _metadata(metadata)
         org_id = self._tenants.validate(id) if id is not None else _new_id()
+        if org_id == RESERVED_ORG_ID:
+            raise InvalidTenantIdError(
+                f"org id {RESERVED_ORG_ID!r} is reserved: it names system.db's events "
+                "in the NATS relay (docs/cluster.md)"
+            )
         actor = owner_id if actor_id is None else actor_id
         self._tenants.create(org_id)
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import queue
 import re
 import threading
@@ -39,6 +40,8 @@ DEFAULT_PREFIX = "alk"
 #: id: `Organizations.create` refuses it).
 SYSTEM_SOURCE = "system"
 
+log = logging.getLogger(__name__)
+
 _SAFE = re.compile(r"[A-Za-z0-9_:-]")
 _PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -53,6 +56,25 @@ def load_nats() -> ModuleType:
             "NATS support needs nats-py: pip install 'alkdev-storage[cluster]'"
         ) from exc
     return nats
+
+
+async def _quiet(exc: Exception) -> None:
+    log.debug("NATS: %s", exc)
+
+
+async def connect(nats: ModuleType, servers: list[str], timeout_s: float) -> Any:
+    """A NATS connection that reconnects for good once made, but whose
+    first connect gives up after `timeout_s` (nats-py's would retry for
+    good too). nats-py's own error reports go to our logger."""
+    return await asyncio.wait_for(
+        nats.connect(
+            servers=servers,
+            connect_timeout=timeout_s,
+            max_reconnect_attempts=-1,
+            error_cb=_quiet,
+        ),
+        timeout_s,
+    )
 
 
 def _escape(text: str) -> str:
@@ -157,9 +179,7 @@ class Subscription:
         from nats.js.api import DeliverPolicy
 
         try:
-            self._nc = await nats.connect(
-                servers=servers, connect_timeout=connect_timeout_s, max_reconnect_attempts=-1
-            )
+            self._nc = await connect(nats, servers, connect_timeout_s)
             js = self._nc.jetstream()
             options: dict[str, Any] = {"ordered_consumer": True, "stream": stream}
             if start_sequence is not None:

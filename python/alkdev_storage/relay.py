@@ -49,6 +49,7 @@ from alkdev_storage.nats import (
     servers_list,
     subject,
 )
+from alkdev_storage.nats import connect as nats_connect
 
 log = logging.getLogger(__name__)
 
@@ -196,18 +197,15 @@ class Relay:
 
     # -- JetStream --------------------------------------------------------
 
-    async def _connect(self) -> None:
+    async def connect(self) -> None:
+        """Connect, and create the stream if it does not exist (`run` and
+        `run_once` do this when needed)."""
         nats = load_nats()
         from nats.js.api import StorageType, StreamConfig
         from nats.js.errors import NotFoundError as StreamNotFound
 
         try:
-            self._nc = await nats.connect(
-                servers=self.servers,
-                connect_timeout=self.connect_timeout_s,
-                max_reconnect_attempts=-1,
-                allow_reconnect=True,
-            )
+            self._nc = await nats_connect(nats, self.servers, self.connect_timeout_s)
             self._js = self._nc.jetstream(publish_async_max_pending=max(4 * self.batch, 4000))
             wanted = f"{self.prefix}.>"
             try:
@@ -231,7 +229,11 @@ class Relay:
             await self._disconnect()
             if isinstance(exc, ClusterError):
                 raise
-            raise ClusterError(f"cannot reach JetStream at {self.servers}: {exc}") from exc
+            if isinstance(exc, OSError | TimeoutError | nats.errors.NoServersError):
+                raise ClusterError(f"cannot reach JetStream at {self.servers}: {exc}") from exc
+            raise ClusterError(
+                f"JetStream at {self.servers} refused stream {self.stream}: {exc}"
+            ) from exc
 
     async def _disconnect(self) -> None:
         nc, self._nc, self._js = self._nc, None, None
@@ -306,7 +308,7 @@ class Relay:
         """Relay every event that is in the root's files now, then return
         how many were published (connecting first if needed)."""
         if self._nc is None:
-            await self._connect()
+            await self.connect()
         self._refresh(follow=False)
         total = 0
         for f in list(self._files.values()):
@@ -317,7 +319,7 @@ class Relay:
         """Relay until `stop` is set (or the task is cancelled), following
         every file's commits and picking up new tenant files."""
         if self._nc is None:
-            await self._connect()
+            await self.connect()
         stop = stop if stop is not None else asyncio.Event()
         system = AsyncChange(self.root / "system.db")
         try:
@@ -353,6 +355,12 @@ def run_relay(root: str | os.PathLike[str], servers: str | Sequence[str], **opti
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        await relay.connect()
+        print(
+            f"relaying {relay.root} to {', '.join(relay.servers)} (stream {relay.stream}); "
+            "Ctrl-C stops",
+            flush=True,
+        )
         await relay.run(stop)
 
     asyncio.run(main())

@@ -82,7 +82,7 @@ def snapshot(
     try:
         pages = store.system.backup(partial / SYSTEM_FILE)
         orgs = _organizations(partial / SYSTEM_FILE)
-        report = ProgressBar("snapshot") if progress is True else progress or None
+        report = ProgressBar("snapshot", after_s=1.0) if progress is True else progress or None
         total = len(orgs) + 1
         if report:
             report(1, total)
