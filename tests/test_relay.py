@@ -358,3 +358,120 @@ def remote_nats(tmp_path: Path) -> Iterator[str]:
 
 def test_relay_to_a_second_host(tmp_path: Path, remote_nats: str) -> None:
     _run_kill_test(tmp_path, remote_nats, kills=5, events=1000)
+
+
+def test_repeats_past_the_duplicate_window_are_dropped_by_the_subscriber(
+    tmp_path: Path, nats_url: str
+) -> None:
+    store, owner = _store(tmp_path)
+    org = store.organizations.create(name="Acme", slug="acme", owner_id=owner).id
+    with store.tenant(org) as tenant:
+        tenant.db.stream("orders").publish_many([{"n": i} for i in range(50)])
+    stream = _stream_name()
+
+    async def relay_once() -> int:
+        relay = Relay(
+            tmp_path / "root",
+            nats_url,
+            stream=stream,
+            prefix=stream.lower(),
+            duplicate_window_s=0.5,
+        )
+        try:
+            return await relay.run_once()
+        finally:
+            await relay.aclose()
+
+    first = asyncio.run(relay_once())
+    # A relay that published but never saved, back after the window: the
+    # position goes back (as if never saved) and the events go out again.
+    store.close()
+    for source, path in [("system", tmp_path / "root" / "system.db"), (org, None)]:
+        path = path or tmp_path / "root" / "tenants" / f"tenant-{source}.db"
+        db = alk.connect(path)
+        db.execute("DELETE FROM _honker_stream_consumers WHERE name = ?", (DEFAULT_CONSUMER,))
+        db.close()
+    time.sleep(1.0)
+    assert asyncio.run(relay_once()) == first
+    raw = asyncio.run(_read_all(nats_url, stream, dedupe=False))
+    assert len(raw) == 2 * first  # stored twice: past the window JetStream cannot tell
+
+    async def deduped() -> tuple[list[alk_nats.RemoteEvent], int]:
+        sub = await alk_nats.subscribe(nats_url, stream=stream, prefix=stream.lower())
+        got = []
+        while (event := await sub.next(timeout=2.0)) is not None:
+            got.append(event)
+        await sub.aclose()
+        return got, sub.duplicates
+
+    got, duplicates = asyncio.run(deduped())
+    assert len(got) == first and duplicates == first
+    assert [e.payload["n"] for e in got if e.topic == "orders"] == list(range(50))
+
+
+def test_relay_rides_out_a_server_restart_and_follows_archives(tmp_path: Path) -> None:
+    port = _free_port()
+    url = f"nats://127.0.0.1:{port}"
+    command = [
+        _server_binary(),
+        "-js",
+        "-a",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-sd",
+        str(tmp_path / "js"),
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_port("127.0.0.1", port)
+    store, owner = _store(tmp_path)
+    orgs = [
+        store.organizations.create(name=f"O{i}", slug=f"o{i}", owner_id=owner).id for i in range(2)
+    ]
+    stream = _stream_name()
+    relay = Relay(
+        tmp_path / "root", url, stream=stream, prefix=stream.lower(), poll_s=0.2, rescan_s=0.2
+    )
+    stop = asyncio.Event()
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_until_complete, args=(relay.run(stop),))
+    runner.start()
+    try:
+        for round_ in range(3):
+            with store.tenant(orgs[1]) as tenant:
+                tenant.db.stream("orders").publish_many([{"r": round_, "n": i} for i in range(200)])
+            if round_ == 1:  # the server goes away while events wait, then comes back
+                server.terminate()
+                server.wait(10)
+                time.sleep(0.5)
+                server = subprocess.Popen(
+                    command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+                _wait_port("127.0.0.1", port)
+            time.sleep(0.5)
+        store.organizations.delete(orgs[0])  # archived: the relay lets its file go
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (
+            orgs[0] in relay.stats.positions and orgs[0] in relay._files
+        ):
+            time.sleep(0.1)
+        assert orgs[0] not in relay._files
+        expected = _file_offsets(tmp_path / "root")
+        while time.monotonic() < deadline and any(
+            relay.stats.positions.get(s, 0) != (o[-1] if o else 0) for s, o in expected.items()
+        ):
+            time.sleep(0.1)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        runner.join(30)
+        loop.close()
+    try:
+        got = asyncio.run(_read_all(url, stream, dedupe=False))
+        for source, offsets in expected.items():
+            assert [e.offset for e in got if e.source == source] == offsets, source
+        orders = [(e.payload["r"], e.payload["n"]) for e in got if e.topic == "orders"]
+        assert orders == [(r, n) for r in range(3) for n in range(200)]
+    finally:
+        server.terminate()
+        server.wait(10)
+        store.close()
