@@ -101,3 +101,41 @@ def test_writes_under_replication_restore_equal(tmp_path: Path) -> None:
     again.close()
     with pytest.raises(alk.InvalidInputError, match="already exists"):
         replication.restore(url, tmp_path / "restored")
+
+
+def test_cli_replicate_stops_cleanly_on_sigint_with_everything_uploaded(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    root, replica = tmp_path / "root", tmp_path / "replica"
+    store = alk.Storage.open(root)
+    owner = store.accounts.create(email="o@example.com").id
+    org = _org(store, owner, 0)
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "alkdev_storage",
+            "replicate",
+            "--root",
+            str(root),
+            "--to",
+            f"file://{replica}",
+            "--sync-interval",
+            "0.1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    time.sleep(1.5)
+    with store.tenant(org) as tenant:
+        tenant.db.stream("orders").publish_many([{"n": i} for i in range(100)])
+    cli.send_signal(signal.SIGINT)  # at once: the last upload happens on the way out
+    out, _ = cli.communicate(timeout=60)
+    assert cli.returncode == 0, out.decode()[-2000:]
+    assert b"litestream shut down" in out
+    store.close()
+    restored = replication.restore(f"file://{replica}", tmp_path / "restored")
+    with alk.Storage.open(restored.root, readonly=True) as again, again.tenant(org) as tenant:
+        assert len(tenant.db.stream("orders").read_since(0)) == 100
