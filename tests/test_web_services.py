@@ -237,7 +237,10 @@ def orders_and_jobs(root: Path) -> tuple[dict[int, bool], list[int]]:
     read from the file by an independent database."""
     db = alk.connect(root / "shop.db")
     try:
-        orders = {int(i): bool(r) for i, r in db.query("SELECT id, receipted FROM orders")}
+        # Two reads, two snapshots: the jobs first. A job the worker handles
+        # between them is then gone from the first and its receipt is in the
+        # second (job and receipt commit together); the other way round, a
+        # caller could see no job left and an order not yet receipted.
         pending = [
             int(order)
             for (order,) in db.query(
@@ -245,6 +248,7 @@ def orders_and_jobs(root: Path) -> tuple[dict[int, bool], list[int]]:
                 ("receipts",),
             )
         ]
+        orders = {int(i): bool(r) for i, r in db.query("SELECT id, receipted FROM orders")}
         return orders, pending
     finally:
         db.close()
