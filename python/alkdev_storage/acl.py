@@ -1420,7 +1420,7 @@ class AclSync:
                 done += count
                 if count == 0:
                     change.wait(
-                        min(self.queue._wait_budget(idle_poll_s), 0.5 if stop else idle_poll_s)
+                        self.queue._wait_budget(min(idle_poll_s, 0.5) if stop else idle_poll_s)
                     )
         return done
 

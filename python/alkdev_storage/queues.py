@@ -27,10 +27,11 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Itera
 from typing import TYPE_CHECKING, Any
 
 from alkdev_storage import _checks as check
+from alkdev_storage._checks import shown
 from alkdev_storage._native import Job, Transaction
 from alkdev_storage._waiting import AsyncChange, SyncChange
 from alkdev_storage.aio import in_transaction
-from alkdev_storage.errors import InputTypeError
+from alkdev_storage.errors import InputTypeError, InvalidInputError
 
 if TYPE_CHECKING:
     from alkdev_storage._database import Database
@@ -136,25 +137,32 @@ class Queue:
         jobs = self.claim_batch(worker_id, 1)
         return jobs[0] if jobs else None
 
-    def _wait_budget(self, idle_poll_s: float) -> float:
-        """Seconds until a claim could next succeed without a commit."""
+    def _wait_budget(self, idle_poll_s: float | None) -> float | None:
+        """Seconds until a claim could next succeed without a commit, at
+        most `idle_poll_s` (None: no fallback poll; None back when no job
+        is due later either, meaning wait for a commit)."""
         due = self.next_claim_at()
         if due is None:
             return idle_poll_s
-        return max(0.0, min(idle_poll_s, due - time.time()))
+        until_due = max(0.0, due - time.time())
+        return until_due if idle_poll_s is None else min(idle_poll_s, until_due)
 
-    async def claim(self, worker_id: str, idle_poll_s: float = 5.0) -> AsyncGenerator[Job, None]:
+    async def claim(
+        self, worker_id: str, idle_poll_s: float | None = 5.0
+    ) -> AsyncGenerator[Job, None]:
         """Async iterator of claimed jobs, one claim per job, forever.
 
         Sleeps until a commit touches the file (any process), a delayed or
-        timed-out job comes due, or `idle_poll_s` passes. No thread per
-        waiter: the process's one watcher thread wakes the event loop.
+        timed-out job comes due, or `idle_poll_s` passes (None: no fallback
+        poll). No thread per waiter: the process's one watcher thread wakes
+        the event loop.
 
         To stop, cancel the task running the ``async for`` loop. Cancelling
         a pending ``anext()`` (``asyncio.wait_for(anext(it), t)`` timing out)
         ends the iterator for good, as with any async generator.
         """
         worker = check.text("worker_id", worker_id)
+        _check_poll(idle_poll_s)
 
         def claim_one(tx: Transaction) -> list[Job]:
             return self._db._claim(self.name, worker, 1, self.visibility_timeout_s, tx=tx)
@@ -172,19 +180,24 @@ class Queue:
     def iter_claim(
         self,
         worker_id: str,
-        idle_poll_s: float = 5.0,
+        idle_poll_s: float | None = 5.0,
         *,
         stop: Callable[[], bool] | None = None,
     ) -> Iterator[Job]:
-        """Blocking iterator of claimed jobs; ends when `stop()` is true."""
+        """Blocking iterator of claimed jobs; ends when `stop()` is true
+        (checked at least every 0.5 s)."""
         check.text("worker_id", worker_id)
+        _check_poll(idle_poll_s)
         with SyncChange(self._db.path) as change:
             while stop is None or not stop():
                 job = self.claim_one(worker_id)
                 if job is not None:
                     yield job
                     continue
-                change.wait(min(self._wait_budget(idle_poll_s), 0.5 if stop else idle_poll_s))
+                budget = self._wait_budget(idle_poll_s)
+                if stop is not None:
+                    budget = 0.5 if budget is None else min(budget, 0.5)
+                change.wait(budget)
 
     # ---------------------------------------------------------- per job
 
@@ -374,6 +387,7 @@ class Outbox:
     async def run_worker(self, worker_id: str, stop_event: asyncio.Event | None = None) -> None:
         """Deliver until `stop_event` is set (forever without one)."""
         jobs = self.queue.claim(worker_id)
+        next_job: asyncio.Future[Job] | None = None
         try:
             while stop_event is None or not stop_event.is_set():
                 next_job = asyncio.ensure_future(anext(jobs))
@@ -393,6 +407,13 @@ class Outbox:
                     with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                         await next_job
         finally:
+            # Cancelled (or stopped) with a claim in flight: let the claim
+            # loop unwind first, or closing the generator would find it
+            # still running (RuntimeError instead of the CancelledError).
+            if next_job is not None and not next_job.done():
+                next_job.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await next_job
             await jobs.aclose()
 
     def run_once(self, worker_id: str, n: int = 100) -> int:
@@ -410,3 +431,16 @@ class Outbox:
             else:
                 job.ack()
         return len(jobs)
+
+
+def _check_poll(idle_poll_s: object) -> None:
+    if idle_poll_s is None:
+        return
+    if (
+        isinstance(idle_poll_s, bool)
+        or not isinstance(idle_poll_s, int | float)
+        or not idle_poll_s > 0
+    ):
+        raise InvalidInputError(
+            f"idle_poll_s must be a positive number of seconds or None, got {shown(idle_poll_s)}"
+        )
